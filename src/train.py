@@ -18,6 +18,7 @@ def train(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     datamodule, model, trainer = build(cfg)
     out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=False)
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

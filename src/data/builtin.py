@@ -22,7 +22,7 @@ TRAIN_IMAGES = (
 HELDOUT_IMAGES = ("chelsea", "stereo_motorcycle", "camera")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_builtin_image(name: str) -> np.ndarray:
     """A scikit-image sample image as float32 H×W×3 in [0, 1] (grayscale replicated, alpha dropped)."""
     import skimage.data

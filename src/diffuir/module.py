@@ -40,7 +40,9 @@ class DiffUIRModule(L.LightningModule):
         task_names: list[str] | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "diffusion"], logger=False)
+        # plain values only, so checkpoints load with torch.load(weights_only=True)
+        self.save_hyperparameters(ignore=["net", "diffusion", "optimizer", "scheduler"], logger=False)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         if net.in_channels != diffusion.network_in_channels:
             raise ValueError(
                 f"model.net.in_channels={net.in_channels} does not fit model.diffusion.implicit_condition="
@@ -58,10 +60,10 @@ class DiffUIRModule(L.LightningModule):
 
     # ------------------------------------------------------------------ training
     def configure_optimizers(self):
-        optimizer = self.hparams.optimizer(params=self.net.parameters())
-        if self.hparams.scheduler is None:
+        optimizer = self.optimizer_factory(params=self.net.parameters())
+        if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=optimizer),
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer),
                                                           "interval": "step"}}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

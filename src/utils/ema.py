@@ -19,7 +19,8 @@ class EMA(nn.Module):
     def __init__(self, net: nn.Module, decay: float = 0.995, update_every: int = 10, update_after_step: int = 100,
                  power: float = 2 / 3):
         super().__init__()
-        self.decay, self.update_every, self.update_after_step, self.power = decay, update_every, update_after_step, power
+        self.decay, self.update_every = decay, update_every
+        self.update_after_step, self.power = update_after_step, power
         self.averaged = copy.deepcopy(net).requires_grad_(False).eval()
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 

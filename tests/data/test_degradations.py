@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -373,17 +372,3 @@ def test_compose_equals_sequential_degrade(image: np.ndarray) -> None:
     expected = deg.degrade(deg.degrade(image, "haze", rng), "jpeg", rng)
     np.testing.assert_array_equal(deg.compose(image, ["haze", "jpeg"], _rng(9)), expected)
     np.testing.assert_array_equal(deg.compose(image, [], _rng(9)), image)
-
-
-# ----------------------------------------------------------------------------- speed
-def test_speed_256(image: np.ndarray) -> None:
-    img = np.tile(image, (3, 4, 1))[:256, :256]
-    for task in deg.TASKS:
-        best = min(_timed(lambda t=task: deg.degrade(img, t, _rng(0))) for _ in range(3))
-        assert best < 0.1, f"{task} took {best * 1e3:.1f} ms on 256x256"
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0

@@ -1,0 +1,36 @@
+# uir-suite: common tasks. Everything runs inside .venv (created by `make setup`).
+PY      ?= .venv/bin/python
+THREADS ?= 2
+ENV      = OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+
+.PHONY: setup demo train test test-full complexity lint clean
+
+setup: .venv/.installed  ## create .venv and install the suite with its dev tools
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q "setuptools<81" torch==2.14.1 torchvision==0.29.1
+	.venv/bin/pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup  ## the README's main job: train DiffUIR-T on the built-in data (CPU), then print the per-task table
+	$(ENV) $(PY) -m src.train experiment=diffuir_t_demo
+
+train: setup  ## make train ARGS="experiment=diffuir_l trainer=gpu"
+	$(ENV) $(PY) -m src.train $(ARGS)
+
+test: setup  ## fast tests (CI): skips slow and GPU tests
+	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+test-full: setup  ## every CPU test, the slow ones included
+	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not gpu"
+
+complexity: setup  ## params and multiply-adds of each DiffUIR size beside the paper's Table 1
+	$(ENV) $(PY) -m src.diffuir.complexity
+
+lint: setup
+	.venv/bin/ruff check src tests
+
+clean:
+	rm -rf logs outputs multirun
