@@ -54,6 +54,7 @@ class DiffUIRModule(L.LightningModule):
         self.net, self.diffusion = net, diffusion
         self.ema = EMA(net, **ema) if ema is not None else None
         self.task_names = list(task_names or TASKS)
+        self.model_config: dict | None = None  # the resolved Hydra model config, stored in checkpoints
         self._eval_records: list[dict] = []
         self._grid: list[torch.Tensor] | None = None
         self.test_rows: list[dict] = []
@@ -77,6 +78,11 @@ class DiffUIRModule(L.LightningModule):
         # one EMA update per optimiser step (global_step counts those, so accumulation is respected)
         if self.ema is not None and self.trainer.global_step > int(self.ema.step):
             self.ema.update(self.net)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the model's config in the checkpoint so it can be rebuilt from the file alone."""
+        if self.model_config is not None:
+            checkpoint["uir_model_config"] = self.model_config
 
     # ------------------------------------------------------------------ inference
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 def set_threads(num_threads: int | None) -> None:
@@ -27,6 +27,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
+    model.model_config = OmegaConf.to_container(cfg.model, resolve=True)
     trainer = instantiate(cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")),
                           logger=instantiate_dict(cfg.get("logger")) or False)
     return datamodule, model, trainer
