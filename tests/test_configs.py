@@ -38,6 +38,8 @@ def test_sweeps_define_the_paper_tables(compose_cfg, tmp_path):
     assert t2.hydra.sweeper.params.ablation.split(",") == ["full", "no_sdt", "no_ec_sdt", "no_ic_sdt"]
     t3 = compose_cfg(["sweep=diffuir_table3"], tmp_path, hydra_config=True)
     assert len(t3.hydra.sweeper.params["model.diffusion.delta_end"].split(",")) == 6
+    hp = compose_cfg(["hparams_search=diffuir_lr_batch"], tmp_path, hydra_config=True)
+    assert "model.optimizer.lr" in hp.hydra.sweeper.params
 
 
 @pytest.mark.parametrize("trainer", sorted(p.stem for p in (CONF / "trainer").glob("*.yaml")))
