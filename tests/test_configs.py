@@ -8,8 +8,9 @@ from hydra.utils import instantiate
 from src.diffuir.unet import SIZES
 from tests.conftest import CONF
 
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-ABLATIONS = sorted(p.stem for p in (CONF / "ablation").glob("*.yaml"))
+# DiffUIR's experiments and ablations; Diff-Restorer's (diff_restorer_*, dr_*) are tested in tests/diff_restorer/
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("diffuir_*.yaml"))
+ABLATIONS = sorted(p.stem for p in (CONF / "ablation").glob("*.yaml") if not p.stem.startswith("dr_"))
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

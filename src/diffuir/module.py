@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -12,14 +11,11 @@ from torch import nn
 from src.data.degradations import TASKS
 from src.diffuir.diffusion import ResidualDiffusion
 from src.diffuir.official import load_official_unet
-from src.metrics.fidelity import batch_psnr_ssim
-from src.reporting.grids import comparison_grid, save_comparison_grid
-from src.reporting.tables import per_task_table, to_markdown, write_csv
-from src.utils.distributed import gather_objects
 from src.utils.ema import EMA
+from src.utils.restoration_eval import RestorationEvalMixin
 
 
-class DiffUIRModule(L.LightningModule):
+class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
     """Wraps a :class:`DiffUIRUNet` and a :class:`ResidualDiffusion`.
 
     Training: L1 residual loss at a uniform random time (Eq. 11), Adam; the trainer config adds the official
@@ -95,61 +91,3 @@ class DiffUIRModule(L.LightningModule):
         out = self.diffusion.sample(self.eval_net, lq * 2 - 1, steps=steps, generator=generator)
         return (out + 1) / 2
 
-    # ------------------------------------------------------------------ evaluation
-    def _eval_step(self, batch: dict, stage: str) -> None:
-        lq, gt = batch["lq"], batch["gt"]
-        out = self.restore(lq)
-        psnr_in, ssim_in = batch_psnr_ssim(lq, gt)
-        psnr_out, ssim_out = batch_psnr_ssim(out, gt)
-        for i in range(gt.shape[0]):
-            self._eval_records.append({
-                "task": self.task_names[int(batch["task"][i])],
-                "psnr_in": psnr_in[i], "ssim_in": ssim_in[i], "psnr_out": psnr_out[i], "ssim_out": ssim_out[i],
-            })
-        if self._grid is None or self._grid[0].shape[0] < self.hparams.grid_samples:
-            take = [t[: self.hparams.grid_samples].cpu() for t in (lq, out, gt)]
-            self._grid = take if self._grid is None else [torch.cat(p)[: self.hparams.grid_samples]
-                                                          for p in zip(self._grid, take)]
-
-    def _eval_epoch_end(self, stage: str) -> list[dict]:
-        records = gather_objects(self._eval_records)
-        self._eval_records = []
-        rows = per_task_table(records)
-        for row in rows:
-            prefix = f"{stage}/" if row["task"] == "all" else f"{stage}/{row['task']}/"
-            for key in ("psnr_in", "ssim_in", "psnr_out", "ssim_out"):
-                self.log(prefix + key, row[key])  # identical on every rank (gathered)
-        if self._grid is not None and self.trainer.is_global_zero:
-            grid = comparison_grid(*self._grid)
-            tb = getattr(self.logger, "experiment", None)
-            if hasattr(tb, "add_image"):
-                tb.add_image(f"{stage}/lq_output_gt", grid, self.global_step)
-        return rows
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def on_validation_epoch_start(self) -> None:
-        self._eval_records, self._grid = [], None
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_test_epoch_start(self) -> None:
-        self._eval_records, self._grid = [], None
-
-    def on_test_epoch_end(self) -> None:
-        self.test_rows = self._eval_epoch_end("test")
-
-    def save_test_report(self, out_dir: str | Path, title: str = "held-out set") -> dict[str, Path]:
-        """Write the last test's table (CSV, Markdown) and its LQ | output | GT grid (PNG) into ``out_dir``."""
-        out_dir = Path(out_dir)
-        paths = {"csv": write_csv(self.test_rows, out_dir / "test_metrics.csv")}
-        paths["markdown"] = out_dir / "test_metrics.md"
-        paths["markdown"].write_text(to_markdown(self.test_rows, title))
-        if self._grid is not None:
-            paths["grid"] = save_comparison_grid(out_dir / "test_grid.png", *self._grid)
-        return paths
