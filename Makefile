@@ -3,7 +3,7 @@ PY      ?= .venv/bin/python
 THREADS ?= 2
 ENV      = OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
-.PHONY: setup demo train test test-full complexity lint clean
+.PHONY: setup demo train restore test test-full complexity lint clean
 
 setup: .venv/.installed  ## create .venv and install the suite with its dev tools
 
@@ -19,6 +19,9 @@ demo: setup  ## the README's main job: train DiffUIR-T on the built-in data (CPU
 
 train: setup  ## make train ARGS="experiment=diffuir_l trainer=gpu"
 	$(ENV) $(PY) -m src.train $(ARGS)
+
+restore: setup  ## make restore ARGS="photos/ --ckpt logs/.../checkpoints/last.ckpt --out restored/"
+	$(ENV) $(PY) -m src.restore $(ARGS)
 
 test: setup  ## fast tests (CI): skips slow and GPU tests
 	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q

@@ -38,7 +38,10 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    try:
+        train(cfg)
+    except FloatingPointError as e:  # NaN/inf: FaultTolerance has logged where the last good checkpoint is
+        raise SystemExit(f"training stopped: {e}") from None
 
 
 if __name__ == "__main__":

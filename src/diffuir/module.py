@@ -70,9 +70,12 @@ class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["gt"].shape[0])
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        # one EMA update per optimiser step (global_step counts those, so accumulation is respected)
-        if self.ema is not None and self.trainer.global_step > int(self.ema.step):
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # one EMA update per optimiser step (accumulation respected), made here rather than in on_train_batch_end:
+        # Lightning runs callbacks' on_train_batch_end (where ModelCheckpoint saves) before the module's, so an EMA
+        # updated there is one step behind in every step-based checkpoint, and after a resume forever
+        if self.ema is not None:
             self.ema.update(self.net)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -86,8 +89,13 @@ class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
         return self.ema.averaged if self.ema is not None else self.net
 
     @torch.no_grad()
-    def restore(self, lq: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None):
-        """Restore B×3×H×W images in [0, 1] of any size (the U-Net pads and crops back)."""
-        out = self.diffusion.sample(self.eval_net, lq * 2 - 1, steps=steps, generator=generator)
+    def restore(self, lq: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
+                noise: torch.Tensor | None = None):
+        """Restore B×3×H×W images in [0, 1] of any size (the U-Net pads and crops back).
+
+        ``noise``: the sampler's start noise, shaped like ``lq`` (drawn with ``generator`` when None); tiled
+        restoration (``src.restore``) passes each tile its crop of one noise field over the whole image.
+        """
+        out = self.diffusion.sample(self.eval_net, lq * 2 - 1, steps=steps, noise=noise, generator=generator)
         return (out + 1) / 2
 
