@@ -2,8 +2,9 @@
 
 L = L_diff + λ1·L_deg + λ2·L_rec, with L_diff the ε-prediction MSE on SD-1.5 VAE latents of the HQ image (DDPM
 schedule of SD-1.5), L_deg the degradation classifier's cross-entropy and L_rec the Control Decoder's MSE.
-Sampling: UniPC, 20 steps, decoded with the SD VAE decoder ("Ours_S" in Tables I–V; the Degradation-aware Decoder
-of stage 2 is not part of this module).
+Sampling: UniPC, 20 steps, decoded with the SD VAE decoder ("Ours_S" in Tables I–V); :meth:`sample_latents` gives
+the latents alone, which :class:`~src.diff_restorer.pipeline.DiffRestorerPipeline` decodes with the stage-2
+Degradation-aware Decoder (src/diff_restorer/stage2.py).
 
 Checkpoints hold only the trainable parts (Prompt Processor, Control Encoder/Decoder, control network, and the
 U-Net when ``train_unet``) plus the model's config; the frozen SD U-Net, VAE and CLIP are rebuilt from their
@@ -275,11 +276,17 @@ class DiffRestorerStage1(RestorationEvalMixin, L.LightningModule):
         return UniPCMultistepScheduler(**self.noise_schedule, prediction_type="epsilon")
 
     @torch.no_grad()
-    def restore(self, lq: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
-                conditioning_scale: float | None = None) -> torch.Tensor:
-        """Restore B×3×H×W images in [0, 1] of any size: UniPC sampling in latent space, SD VAE decoder."""
-        h, w = lq.shape[-2:]
-        prompts = self.visual_prompts(lq)
+    def sample_latents(self, lq: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
+                       conditioning_scale: float | None = None,
+                       prompts: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """UniPC sampling of the latents of B×3×H×W LQ images in [0, 1]: ``(z, lq_padded)``.
+
+        ``z`` is on the VAE's own scale (``vae.decode(z)`` decodes it; the padded size ÷ the VAE factor), so any
+        decoder can finish the job: the SD VAE decoder in :meth:`restore`, the stage-2 Degradation-aware Decoder
+        in :class:`~src.diff_restorer.pipeline.DiffRestorerPipeline`. ``prompts``: precomputed
+        :meth:`visual_prompts` of ``lq``.
+        """
+        prompts = self.visual_prompts(lq) if prompts is None else prompts
         lq_p = self.pad(lq)
         control = self.control_features(lq_p, prompts["p_d"])
         context = prompts["p_s"][:, None]
@@ -291,7 +298,15 @@ class DiffRestorerStage1(RestorationEvalMixin, L.LightningModule):
         for t in sched.timesteps:
             eps = self.predict_noise(sched.scale_model_input(z, t), t, context, control, conditioning_scale)
             z = sched.step(eps, t, z).prev_sample
-        image = self.vae.decode(z / self.latent_scale, return_dict=False)[0]
+        return z / self.latent_scale, lq_p
+
+    @torch.no_grad()
+    def restore(self, lq: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
+                conditioning_scale: float | None = None) -> torch.Tensor:
+        """Restore B×3×H×W images in [0, 1] of any size: UniPC sampling in latent space, SD VAE decoder."""
+        h, w = lq.shape[-2:]
+        z, _ = self.sample_latents(lq, steps, generator, conditioning_scale)
+        image = self.vae.decode(z, return_dict=False)[0]
         return ((image.float() + 1) / 2).clamp(0, 1)[..., :h, :w]
 
     @torch.no_grad()

@@ -1,0 +1,160 @@
+"""The whole Diff-Restorer: LQ → CLIP → visual prompts → stage-1 UniPC sampling → Degradation-aware Decoder → image.
+
+::
+
+    pipe = DiffRestorerPipeline.from_checkpoints("stage1/last.ckpt", "stage2/last.ckpt")
+    restored = pipe.restore(lq, steps=20, generator=torch.Generator().manual_seed(0))   # B×3×H×W in [0, 1]
+    pipe.detect_degradation(lq)                                                          # ['haze', ...]
+
+Any size: the LQ image is padded (reflect, replicate when tiny) to stage 1's multiple (the VAE's ×8 times the
+U-Net's down-sampling), sampled and decoded at that size, and cropped back. The stage-2 decoder gets the padded LQ
+image's encoder features and its own P_D (B_d of the stage-2 checkpoint on the shared CLIP embedding: see
+``stage2.py``). Without a stage-2 checkpoint the SD VAE decoder is used: "Ours_S", the same as stage 1's
+``restore``.
+
+``src.restore`` / ``src.eval`` rebuild models from one checkpoint file; ``save`` writes a small *pipeline
+checkpoint* that names the two checkpoints (absolute paths) and holds no weights::
+
+    python -m src.diff_restorer.pipeline --stage1 s1/last.ckpt --stage2 s2/last.ckpt --out pipeline.ckpt
+    python -m src.restore photos/ --ckpt pipeline.ckpt --out restored/
+    python -m src.eval experiment=diff_restorer_stage2 ckpt_path=pipeline.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from src.diff_restorer.stage1 import DiffRestorerStage1
+from src.diff_restorer.stage2 import DiffRestorerStage2
+from src.utils.atomic import atomic_open
+
+PIPELINE_TARGET = "src.diff_restorer.pipeline.DiffRestorerPipeline.from_checkpoints"
+
+
+class DiffRestorerPipeline(nn.Module):
+    """A trained stage-1 model and (optionally) a stage-2 decoder, behind the suite's ``restore`` protocol.
+
+    Args:
+        stage1: a :class:`~src.diff_restorer.stage1.DiffRestorerStage1`.
+        stage2: a :class:`~src.diff_restorer.stage2.DiffRestorerStage2` (its decoder and B_d are used), or None
+            for the SD VAE decoder.
+        sampling_steps: default UniPC steps (None: stage 1's, 20 in the paper).
+    """
+
+    def __init__(self, stage1: DiffRestorerStage1, stage2: DiffRestorerStage2 | None = None,
+                 sampling_steps: int | None = None):
+        super().__init__()
+        self.stage1, self.stage2 = stage1, stage2
+        self.sampling_steps = int(sampling_steps or stage1.hparams.sampling_steps)
+        self.pad_multiple = stage1.pad_multiple
+        self.task_names = stage1.task_names
+        if stage2 is not None and stage2.vae_factor != stage1.vae_factor:
+            raise ValueError(f"stage 1 samples latents for a ×{stage1.vae_factor} VAE, the stage-2 decoder decodes "
+                             f"×{stage2.vae_factor}")
+        self.shared_clip = stage2 is not None and stage2.clip is stage1.clip
+        self.model_config: dict | None = None
+
+    @classmethod
+    def from_checkpoints(cls, stage1_ckpt: str | Path, stage2_ckpt: str | Path | None = None,
+                         sd_dir: str | Path | None = None, clip_weights: str | Path | None = None,
+                         sampling_steps: int | None = None, map_location: str | torch.device = "cpu"):
+        """Rebuild both stages from their checkpoints (frozen SD / CLIP from their files, optionally replaced)."""
+        stage1 = DiffRestorerStage1.from_checkpoint(stage1_ckpt, sd_dir=sd_dir, clip_weights=clip_weights,
+                                                    map_location=map_location)
+        stage2 = None
+        if stage2_ckpt is not None:
+            stage2 = DiffRestorerStage2.from_checkpoint(stage2_ckpt, sd_dir=sd_dir, clip_weights=clip_weights,
+                                                        eval_mode="reconstruction", map_location=map_location)
+            clip1 = (stage1.model_config or {}).get("clip")
+            if clip1 is not None and clip1 == (stage2.model_config or {}).get("clip"):
+                stage2.clip = stage1.clip  # the same CLIP: one copy, one forward pass
+        pipe = cls(stage1, stage2, sampling_steps).requires_grad_(False)
+        pipe.model_config = {"_target_": PIPELINE_TARGET, "stage1_ckpt": str(Path(stage1_ckpt).resolve()),
+                             "stage2_ckpt": None if stage2_ckpt is None else str(Path(stage2_ckpt).resolve()),
+                             "sd_dir": None if sd_dir is None else str(sd_dir),
+                             "clip_weights": None if clip_weights is None else str(clip_weights),
+                             "sampling_steps": sampling_steps}
+        return pipe.eval()
+
+    # ------------------------------------------------------------------ pipeline checkpoints
+    def save(self, path: str | Path) -> Path:
+        """A pipeline checkpoint: the config naming both checkpoints, no weights (``load_model_from_checkpoint``
+        and so ``src.restore`` / ``src.eval`` rebuild the pipeline from it)."""
+        if self.model_config is None:
+            raise RuntimeError("only a pipeline built with from_checkpoints can be saved (it names their files)")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(path, "wb") as f:
+            torch.save({"uir_model_config": dict(self.model_config), "state_dict": {}}, f)
+        return path
+
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        """Empty: the weights live in the two stage checkpoints."""
+        return {} if destination is None else destination
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if state_dict:
+            raise RuntimeError("a DiffRestorerPipeline loads its weights from the stage checkpoints it names; "
+                               f"got a state dict with {len(state_dict)} entries")
+        return torch.nn.modules.module._IncompatibleKeys([], [])
+
+    # ------------------------------------------------------------------ restoration
+    def decoder_degradation_embedding(self, lq: torch.Tensor, p_clip: torch.Tensor) -> torch.Tensor:
+        return self.stage2.degradation_embedding(p_clip=p_clip if self.shared_clip else self.stage2.clip(lq))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, lq_padded: torch.Tensor, p_d: torch.Tensor | None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Latents (VAE scale) → image in [−1, 1]: the stage-2 decoder, or the SD VAE decoder without one."""
+        if self.stage2 is None:
+            return self.stage1.vae.decode(z, return_dict=False)[0]
+        return self.stage2.decode(z.to(self.stage2.dtype), lq_padded, p_d, generator)
+
+    @torch.no_grad()
+    def restore(self, lq: torch.Tensor, steps: int | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Restore B×3×H×W images in [0, 1] of any size (one image: a batch of one)."""
+        if lq.dim() == 3:
+            return self.restore(lq[None], steps, generator)[0]
+        h, w = lq.shape[-2:]
+        prompts = self.stage1.visual_prompts(lq)
+        z, lq_p = self.stage1.sample_latents(lq, steps or self.sampling_steps, generator, prompts=prompts)
+        p_d = None if self.stage2 is None else self.decoder_degradation_embedding(lq, prompts["p_clip"])
+        image = self.decode(z, lq_p, p_d, generator)
+        return ((image.float() + 1) / 2).clamp(0, 1)[..., :h, :w]
+
+    @torch.no_grad()
+    def detect_degradation(self, lq: torch.Tensor) -> list[str]:
+        """Stage 1's degradation classifier C on P_D: one task name per image."""
+        return self.stage1.detect_degradation(lq if lq.dim() == 4 else lq[None])
+
+    def parameter_counts(self) -> dict[str, int]:
+        counts = {f"stage1.{k}": v for k, v in self.stage1.parameter_counts().items()}
+        if self.stage2 is not None:
+            counts.update({f"stage2.{k}": v for k, v in self.stage2.parameter_counts().items()})
+        return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m src.diff_restorer.pipeline",
+                                description="Write a Diff-Restorer pipeline checkpoint (stage 1 + stage-2 decoder) "
+                                            "for src.restore / src.eval.")
+    p.add_argument("--stage1", required=True, help="stage-1 checkpoint (.ckpt of src.train)")
+    p.add_argument("--stage2", default=None, help="stage-2 checkpoint; omit for the SD VAE decoder (Ours_S)")
+    p.add_argument("--out", required=True, help="the pipeline checkpoint to write")
+    p.add_argument("--sd-dir", default=None, help="replace the SD-1.5 folder stored in the checkpoints")
+    p.add_argument("--clip-weights", default=None, help="replace the CLIP weights file stored in the checkpoints")
+    p.add_argument("--steps", type=int, default=None, help="default UniPC steps (stage 1's: 20)")
+    args = p.parse_args(argv)
+    pipe = DiffRestorerPipeline.from_checkpoints(args.stage1, args.stage2, args.sd_dir, args.clip_weights,
+                                                 args.steps)  # checks that both load before writing
+    print(f"wrote {pipe.save(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
