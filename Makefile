@@ -3,7 +3,7 @@ PY      ?= .venv/bin/python
 THREADS ?= 2
 ENV      = OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
-.PHONY: setup demo train restore test test-full complexity lint clean
+.PHONY: setup demo train restore test test-full eval bench complexity lint clean
 
 setup: .venv/.installed  ## create .venv and install the suite with its dev tools
 
@@ -29,11 +29,23 @@ test: setup  ## fast tests (CI): skips slow and GPU tests
 test-full: setup  ## every CPU test, the slow ones included
 	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not gpu"
 
+eval: setup  ## evaluate CKPT (default: the newest `make demo` checkpoint, trained first if none) on the test sets
+	@ckpt="$(CKPT)"; \
+	if [ -z "$$ckpt" ]; then ckpt=$$(ls -1 logs/diffuir_t_demo/runs/*/checkpoints/last.ckpt 2>/dev/null | sort | tail -n 1); fi; \
+	if [ -z "$$ckpt" ]; then echo "No demo checkpoint yet: running 'make demo' first"; $(MAKE) demo || exit 1; \
+	  ckpt=$$(ls -1 logs/diffuir_t_demo/runs/*/checkpoints/last.ckpt | sort | tail -n 1); fi; \
+	[ -n "$$ckpt" ] || { echo "make demo wrote no checkpoint"; exit 1; }; \
+	$(ENV) $(PY) -m src.eval $(or $(ARGS),experiment=diffuir_t_demo) ckpt_path=$$ckpt
+
+bench: setup  ## DiffUIR params, MACs, latency, memory, training samples/s (CPU; GPU too if present) -> experiments/bench/
+	$(ENV) $(PY) -m benchmarks.diffuir_speed --threads $(THREADS) --compare-uncached $(ARGS)
+	$(ENV) $(PY) -m benchmarks.data_loading
+
 complexity: setup  ## params and multiply-adds of each DiffUIR size beside the paper's Table 1
 	$(ENV) $(PY) -m src.diffuir.complexity
 
 lint: setup
-	.venv/bin/ruff check src tests
+	.venv/bin/ruff check src tests benchmarks
 
 clean:
 	rm -rf logs outputs multirun

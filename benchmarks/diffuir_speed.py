@@ -66,7 +66,7 @@ COLUMNS = (
 )
 KEY = ("device_name", "cpu", "torch", "device", "variant", "size", "res")
 VARIANT_OPTIONS = ("fp32", "bf16", "channels_last", "compile", "ws_uncached")
-CPU_MEM = "cpu: peak RSS increase over the call (VmHWM reset via /proc/self/clear_refs; glibc mmap threshold fixed)"
+CPU_MEM = "cpu: peak RSS increase over the call (VmHWM reset via /proc/self/clear_refs; glibc mmap threshold 128 KiB)"
 CUDA_MEM = "cuda: torch.cuda.max_memory_allocated during the call (weights included)"
 
 
@@ -311,26 +311,29 @@ def to_markdown(rows: list[dict]) -> str:
     """Tables of the CSV grouped by machine and device."""
     lines = ["# DiffUIR speed (`python -m benchmarks.diffuir_speed`)", "",
              "GMACs: multiply-accumulates (1 MAC = 2 FLOPs) counted by PyTorch's FlopCounterMode, every convolution "
-             "included; latencies per image at batch 1 (median); sampling = the released 3-step sampler. "
-             "Memory: see `mem_method`.", ""]
+             "included. Latencies per image at batch 1: median of the repetitions (fastest in brackets); 3-step = "
+             "the released sampler. `fp32+ws_uncached`: weight-standardisation cache off, timed in alternation with "
+             "the cached network (its timings in the 'cached, same run' column). Training: Adam steps of the L1 "
+             "loss at the row's resolution. Load: the machine's 1-minute load average when the run started.", ""]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["device_name"], r["cpu"], r["cores"], r["threads"], r["torch"]), []).append(r)
-    for (device_name, cpu, cores, threads, version), rs in groups.items():
-        lines += [f"## {device_name} — CPU {cpu}, {cores} cores, {threads} torch threads, torch {version}", "",
-                  f"Measured {rs[0]['date']}, load average at start {rs[0]['load_1m']}; memory: {rs[0]['mem_method']}",
-                  "", "| variant | size | res | params | GMACs fwd | GMACs 3-step | forward ms (min) | "
-                  "3-step ms (min) | cached, same run: fwd / 3-step ms | peak MB fwd | peak MB 3-step | "
-                  "train samples/s (batch) | peak MB train |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in rs:
+        key = tuple(str(r[k]) for k in ("device_name", "cpu", "cores", "threads", "torch", "mem_method"))
+        groups.setdefault(key, []).append(r)
+    for (device_name, cpu, cores, threads, version, mem), rs in groups.items():
+        lines += [f"## {device_name} — CPU {cpu}, {cores} cores, {threads} torch thread(s), torch {version}", "",
+                  f"Memory: {mem}.", "",
+                  "| variant | size | res | params | GMACs fwd | GMACs 3-step | forward ms | 3-step ms | cached, same "
+                  "run: fwd / 3-step ms | peak MB fwd | peak MB 3-step | train samples/s (batch) | peak MB train "
+                  "| measured (load) |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in sorted(rs, key=lambda r: (list(SIZES).index(r["size"]), int(r["res"]))):
             train = f"{r['train_samples_per_s']} ({r['train_batch']})" if r.get("train_samples_per_s") else ""
             cached = f"{r['cached_forward_ms']} / {r['cached_sampling_ms']}" if r.get("cached_forward_ms") else ""
             lines.append(f"| {r['variant']} | {r['size']} | {r['res']} | {int(r['params']):,} | {r['gmacs_forward']} "
                          f"| {r['gmacs_sampling']} | {r['forward_ms']} ({r.get('forward_ms_min', '')}) | "
                          f"{r['sampling_ms']} ({r.get('sampling_ms_min', '')}) | {cached} | "
                          f"{r['peak_mem_forward_mb']} | {r['peak_mem_sampling_mb']} | {train} | "
-                         f"{r.get('peak_mem_train_mb') or ''} |")
+                         f"{r.get('peak_mem_train_mb') or ''} | {r['date']} ({r['load_1m']}) |")
         lines.append("")
     return "\n".join(lines)
 
