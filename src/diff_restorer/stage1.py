@@ -18,7 +18,6 @@ does both::
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,10 +28,10 @@ from diffusers import DDPMScheduler, UniPCMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from hydra.utils import instantiate
 from torch import nn
-from torch.nn.modules.module import _IncompatibleKeys
 
 from src.data.degradations import TASKS
 from src.diff_restorer.control_module import ImageControlNetwork
+from src.diff_restorer.partial_state import PartialStateDictMixin
 from src.diff_restorer.sd_loading import SD15_NOISE_SCHEDULE
 from src.utils.restoration_eval import RestorationEvalMixin
 
@@ -44,7 +43,7 @@ def _build(part, **kwargs) -> nn.Module:
     return part if isinstance(part, nn.Module) else part(**kwargs)
 
 
-class DiffRestorerStage1(RestorationEvalMixin, L.LightningModule):
+class DiffRestorerStage1(PartialStateDictMixin, RestorationEvalMixin, L.LightningModule):
     """SD-1.5 U-Net (frozen) + Visual Prompt Processor + Image-guided Control Module, trained with Eq. 7.
 
     Args:
@@ -120,6 +119,7 @@ class DiffRestorerStage1(RestorationEvalMixin, L.LightningModule):
         names = ["prompt_processor", "control_encoder", "control_network"]
         names += ["control_decoder"] * (self.control_decoder is not None) + ["unet"] * train_unet
         self.trainable_prefixes = tuple(f"{n}." for n in names)
+        self.saved_prefixes = self.trainable_prefixes
         if gradient_checkpointing:
             self.control_network.enable_gradient_checkpointing()
             self.unet.enable_gradient_checkpointing()
@@ -136,35 +136,6 @@ class DiffRestorerStage1(RestorationEvalMixin, L.LightningModule):
     # ------------------------------------------------------------------ trainable parts only in checkpoints
     def frozen_modules(self) -> list[nn.Module]:
         return [self.vae, self.clip] + ([] if self.hparams.train_unet else [self.unet])
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for m in self.frozen_modules():
-            m.eval()
-        return self
-
-    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
-        """Only the trainable parts (``trainable_prefixes``); the frozen SD/CLIP weights come from their files."""
-        full = super().state_dict(*args, prefix=prefix, keep_vars=keep_vars)
-        kept = OrderedDict((k, v) for k, v in full.items() if k[len(prefix):].startswith(self.trainable_prefixes))
-        if hasattr(full, "_metadata"):
-            kept._metadata = full._metadata
-        if destination is None:
-            return kept
-        destination.update(kept)
-        return destination
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Load a trainable-parts state dict (frozen weights in it, as from a full state dict, load too)."""
-        expected = set(self.state_dict().keys())
-        known = set(super().state_dict().keys())
-        missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - known)
-        if strict and (missing or unexpected):
-            raise RuntimeError(f"Error(s) loading a Diff-Restorer stage-1 state dict: missing trainable keys "
-                               f"{missing[:10]}{'…' if len(missing) > 10 else ''}, unexpected keys "
-                               f"{unexpected[:10]}{'…' if len(unexpected) > 10 else ''}")
-        super().load_state_dict(state_dict, strict=False, assign=assign)
-        return _IncompatibleKeys(missing, unexpected)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep the model's config in the checkpoint so it can be rebuilt from the file (and the SD/CLIP files)."""

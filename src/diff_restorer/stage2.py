@@ -28,7 +28,6 @@ VGG are re-read from their files.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
-from torch.nn.modules.module import _IncompatibleKeys
 
 from src.data.degradations import TASKS
 from src.diff_restorer.decoder import encode_with_features
 from src.diff_restorer.discriminator import discriminator_loss, generator_adversarial_loss
+from src.diff_restorer.partial_state import PartialStateDictMixin
 from src.diff_restorer.prompt_processor import mlp
 from src.diff_restorer.stage1 import _build
 from src.utils.restoration_eval import RestorationEvalMixin
@@ -63,7 +62,7 @@ def load_stage1_degradation_branch(path: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
-class DiffRestorerStage2(RestorationEvalMixin, L.LightningModule):
+class DiffRestorerStage2(PartialStateDictMixin, RestorationEvalMixin, L.LightningModule):
     """Frozen SD VAE encoder + trained Degradation-aware Decoder, L_dec = L_gen + λ3·L_per + λ4·L_adv.
 
     Args:
@@ -174,34 +173,6 @@ class DiffRestorerStage2(RestorationEvalMixin, L.LightningModule):
         if not self.hparams.train_degradation_branch:
             mods.append(self.degradation_branch)
         return mods
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for m in self.frozen_modules():
-            m.eval()
-        return self
-
-    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
-        """The decoder, B_d and the discriminator only; the VAE, CLIP and VGG come from their files."""
-        full = super().state_dict(*args, prefix=prefix, keep_vars=keep_vars)
-        kept = OrderedDict((k, v) for k, v in full.items() if k[len(prefix):].startswith(self.saved_prefixes))
-        if hasattr(full, "_metadata"):
-            kept._metadata = full._metadata
-        if destination is None:
-            return kept
-        destination.update(kept)
-        return destination
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        expected = set(self.state_dict().keys())
-        known = set(super().state_dict().keys())
-        missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - known)
-        if strict and (missing or unexpected):
-            raise RuntimeError(f"Error(s) loading a Diff-Restorer stage-2 state dict: missing keys "
-                               f"{missing[:10]}{'…' if len(missing) > 10 else ''}, unexpected keys "
-                               f"{unexpected[:10]}{'…' if len(unexpected) > 10 else ''}")
-        super().load_state_dict(state_dict, strict=False, assign=assign)
-        return _IncompatibleKeys(missing, unexpected)
 
     def stored_config(self) -> dict | None:
         """The model config for the checkpoint: B_d is in the state dict, so it is not re-read from stage 1."""
