@@ -16,6 +16,7 @@ without padding (each sample evaluated once).
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 DIFFUIR_TASK_WEIGHTS = {"haze": 0.4, "low_light": 0.1, "rain": 0.2, "snow": 0.2, "blur": 0.1}
 
 
-class ManifestDataModule(L.LightningDataModule):
+class ManifestDataModule(L.LightningDataModule, abc.ABC):
     """Shared part: manifests → checked rows → datasets and sharded loaders. Subclasses define the training set.
 
     Args:
@@ -113,11 +114,13 @@ class ManifestDataModule(L.LightningDataModule):
         return EvalDataset(rows, hp.data_root, hist_eq_tasks=hp.eval_hist_eq_tasks, crop=hp.eval_size, seed=hp.seed,
                            limit_per_source=limit, **self._common())
 
+    @abc.abstractmethod
     def build_train_set(self, rows: list[Row]) -> ManifestDataset:
-        raise NotImplementedError
+        """The training dataset of this paper's recipe (its crops, augmentation and task balancing)."""
 
+    @abc.abstractmethod
     def train_sampler(self, rank: int, world_size: int):
-        raise NotImplementedError
+        """The balancing sampler of this rank's shard."""
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from src.diff_restorer.clip_encoder import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_WEIGHTS, CLIPImageEncoder
+from src.reporting.plots import pyplot_or_none
 
 DEFAULT_PROMPTS = ("blurry photo", "low-light photo", "hazy photo", "snowy photo")  # Fig. 3
 DEFAULT_TASKS = ("blur", "low_light", "haze", "snow")  # the degradations of Fig. 3 (a)-(d)
@@ -53,27 +54,19 @@ def plot_bars(path: str | Path, names: list[str], prompts: list[str], probs: tor
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     p = probs.cpu().numpy()
-    if backend in ("auto", "matplotlib"):
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            if backend == "matplotlib":
-                raise
-        else:
-            fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
-            for ax, name, row in zip(axes[0], names, p):
-                ax.bar(range(len(prompts)), row, color=[f"C{i}" for i in range(len(prompts))])
-                ax.set_xticks(range(len(prompts)), prompts, rotation=35, ha="right", fontsize=8)
-                ax.set_ylim(0, max(1e-6, float(p.max())) * 1.15)
-                ax.set_title(name, fontsize=9)
-            axes[0][0].set_ylabel("similarity s_i (Eq. 1)")
-            fig.tight_layout()
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
-            return path
+    plt = pyplot_or_none(backend)
+    if plt is not None:
+        fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+        for ax, name, row in zip(axes[0], names, p):
+            ax.bar(range(len(prompts)), row, color=[f"C{i}" for i in range(len(prompts))])
+            ax.set_xticks(range(len(prompts)), prompts, rotation=35, ha="right", fontsize=8)
+            ax.set_ylim(0, max(1e-6, float(p.max())) * 1.15)
+            ax.set_title(name, fontsize=9)
+        axes[0][0].set_ylabel("similarity s_i (Eq. 1)")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
     return _plot_bars_pil(path, names, prompts, p)
 
 

@@ -26,13 +26,14 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UniPCMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
-from hydra.utils import instantiate
 from torch import nn
 
 from src.data.degradations import TASKS
 from src.diff_restorer.control_module import ImageControlNetwork
 from src.diff_restorer.partial_state import PartialStateDictMixin
 from src.diff_restorer.sd_loading import SD15_NOISE_SCHEDULE
+from src.utils.checkpoints import build_from_config
+from src.utils.padding import pad_to_multiple
 from src.utils.restoration_eval import RestorationEvalMixin
 
 FROZEN_ALWAYS = ("vae", "clip")
@@ -160,20 +161,12 @@ class DiffRestorerStage1(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
                     config[part]["sd_dir"] = str(sd_dir)
         if clip_weights is not None:
             config["clip"]["weights"] = str(clip_weights)
-        model = instantiate(config)
-        model.load_state_dict(ckpt["state_dict"])
-        model.model_config = config
-        return model.eval()
+        return build_from_config(config, ckpt["state_dict"])
 
     # ------------------------------------------------------------------ the network
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad bottom/right (reflect, or replicate when too small) to a multiple of ``pad_multiple``."""
-        h, w = x.shape[-2:]
-        ph, pw = -h % self.pad_multiple, -w % self.pad_multiple
-        if not (ph or pw):
-            return x
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        return F.pad(x, (0, pw, 0, ph), mode=mode)
+        """Pad bottom/right to a multiple of ``pad_multiple`` (cropped back after decoding)."""
+        return pad_to_multiple(x, self.pad_multiple)
 
     def visual_prompts(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
         """P_CLIP, P_S, P_D and the classifier's logits of LQ images in [0, 1]."""

@@ -34,7 +34,6 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torch import nn
 
 from src.data.degradations import TASKS
@@ -43,6 +42,8 @@ from src.diff_restorer.discriminator import discriminator_loss, generator_advers
 from src.diff_restorer.partial_state import PartialStateDictMixin
 from src.diff_restorer.prompt_processor import mlp
 from src.diff_restorer.stage1 import _build
+from src.utils.checkpoints import build_from_config
+from src.utils.padding import pad_to_multiple
 from src.utils.restoration_eval import RestorationEvalMixin
 
 STAGE1_DEGRADATION_PREFIX = "prompt_processor.degradation."
@@ -216,20 +217,12 @@ class DiffRestorerStage2(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
             config["eval_mode"] = eval_mode
             if eval_mode == "reconstruction":
                 config["stage1_ckpt"] = None
-        model = instantiate(config)
-        model.load_state_dict(ckpt["state_dict"])
-        model.model_config = config
-        return model.eval()
+        return build_from_config(config, ckpt["state_dict"])
 
     # ------------------------------------------------------------------ the network
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad bottom/right (reflect, or replicate when too small) to a multiple of the VAE factor."""
-        h, w = x.shape[-2:]
-        ph, pw = -h % self.pad_multiple, -w % self.pad_multiple
-        if not (ph or pw):
-            return x
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        return F.pad(x, (0, pw, 0, ph), mode=mode)
+        """Pad bottom/right to a multiple of ``pad_multiple`` (cropped back after decoding)."""
+        return pad_to_multiple(x, self.pad_multiple)
 
     def degradation_embedding(self, lq: torch.Tensor | None = None, p_clip: torch.Tensor | None = None):
         """P_D = B_d(CLIP(I_LQ)) (or of a given P_CLIP)."""

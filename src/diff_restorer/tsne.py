@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from src.data.degradations import TASKS
+from src.reporting.plots import pyplot_or_none
 
 
 # ---------------------------------------------------------------------------------------------- exact t-SNE
@@ -145,29 +146,21 @@ def plot(path: str | Path, panels: dict[str, np.ndarray], labels: np.ndarray, na
     palette = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
                (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
     present = sorted(set(labels.tolist()))
-    if backend in ("auto", "matplotlib"):
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            if backend == "matplotlib":
-                raise
-        else:
-            fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
-            for ax, (title, y) in zip(axes[0], panels.items()):
-                for c in present:
-                    m = labels == c
-                    ax.scatter(y[m, 0], y[m, 1], s=10, color=np.array(palette[c % 10]) / 255, label=names[c])
-                ax.set_title(title, fontsize=10)
-                ax.set_xticks([])
-                ax.set_yticks([])
-            axes[0][-1].legend(fontsize=7, markerscale=1.5, loc="best")
-            fig.tight_layout()
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
-            return path
+    plt = pyplot_or_none(backend)
+    if plt is not None:
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
+        for ax, (title, y) in zip(axes[0], panels.items()):
+            for c in present:
+                m = labels == c
+                ax.scatter(y[m, 0], y[m, 1], s=10, color=np.array(palette[c % 10]) / 255, label=names[c])
+            ax.set_title(title, fontsize=10)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0][-1].legend(fontsize=7, markerscale=1.5, loc="best")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
     from PIL import Image, ImageDraw
 
     side, pad = 320, 20

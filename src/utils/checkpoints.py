@@ -18,7 +18,12 @@ def load_model_from_checkpoint(path: str | Path, map_location: str | torch.devic
     config = ckpt.get("uir_model_config")
     if config is None:
         raise KeyError(f"{path} has no 'uir_model_config': it was not written by this suite's src.train")
+    return build_from_config(config, ckpt["state_dict"])
+
+
+def build_from_config(config: dict, state_dict: dict):
+    """Instantiate a model from its stored Hydra config, load its weights, and return it in eval mode."""
     model = instantiate(config)
-    model.load_state_dict(ckpt["state_dict"])
+    model.load_state_dict(state_dict)
     model.model_config = config
     return model.eval()
