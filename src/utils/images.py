@@ -1,7 +1,15 @@
-"""Image files in and out of restoration: any common format, mode and bit depth, written atomically.
+"""The suite's one image reader (every caller: datasets, manifest builders, src.restore), and image writing.
 
-Reading (:func:`read_image`) gives the three colour channels the models take — float32 H×W×3 in [0, 1] — plus
-what is needed to write the result back in the input's form (:class:`LoadedImage`):
+Reading goes through one gate, so a file that one caller accepts every caller accepts, and a refusal has the same
+message everywhere (:class:`ImageReadError`: the file, what is wrong, what was expected, and a ``kind``):
+
+* :func:`probe_image` reads the **header** only (size, mode, bit depth, EXIF orientation): missing files, non-images,
+  oversized images and unsupported modes are known from it (fast enough to run over a whole dataset);
+* :func:`decode_image` decodes the pixels (the only way to find a **truncated** file) as ``uint8`` / ``uint16``
+  H×W×C arrays, C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), upright;
+* :func:`read_image` (restoration) gives float32 RGB in [0, 1] plus what is needed to write the result back in the
+  input's form (:class:`LoadedImage`); ``src.data.image_io`` puts the datasets' policy (8-bit RGB, or ``convert``)
+  on top of the same two functions.
 
 ==================  ==========================================================  ==================================
 input               restored as                                                 written back as
@@ -13,17 +21,18 @@ RGBA, LA, PA        RGB (resp. gray) restored; the alpha channel is not         
 palette P           expanded to RGB (RGBA when it has a transparent colour)     RGB / RGBA (no palette)
 CMYK, YCbCr, LAB    converted to RGB by Pillow                                  RGB
 16-bit PNG / TIFF   uint16 / 65535 (full precision; RGB, RGBA, gray, gray+alpha) 16-bit PNG / TIFF, same channels
-EXIF orientation    rotated / flipped upright (``ImageOps.exif_transpose``)     upright, without an orientation tag
+EXIF orientation    rotated / flipped upright (as ``ImageOps.exif_transpose``)  upright, without an orientation tag
 multi-frame         the first frame only (noted)                                a single image
 ==================  ==========================================================  ==================================
+
+Refused (one code, one message): a missing file or a folder, a file Pillow cannot identify or open, more than
+``max_pixels`` pixels (default: Pillow's decompression-bomb error threshold), truncated or corrupt pixel data,
+32-bit float images and integer images outside 0…65535.
 
 Writing (:func:`write_image`) keeps the format of the output name's extension, the channel layout and bit depth
 above, and the ICC colour profile (other EXIF metadata is not copied). Formats that cannot hold what the input
 had fall back with a note: JPEG has no alpha (dropped) and no 16 bits (8 bits written). Every file is written
 atomically (:mod:`src.utils.atomic`): a killed run leaves no truncated image.
-
-Errors while reading are :class:`ImageReadError` with a one-line reason (missing, not an image, truncated, too
-large, unsupported mode).
 """
 
 from __future__ import annotations
@@ -31,13 +40,15 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from src.utils.atomic import atomic_write_bytes
 
@@ -48,14 +59,73 @@ DEFAULT_MAX_PIXELS = 2 * (Image.MAX_IMAGE_PIXELS or 89_478_485)  # Pillow's deco
 ORIENTATION_TAG = 0x0112
 _RGB_CONVERTIBLE = {"RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 _GRAY16_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_SUPPORTED_MODES = {"1", "L", "LA", "La", "P", "PA", "RGBA", "RGBa"} | _RGB_CONVERTIBLE | _GRAY16_MODES
+_FORMATS = "a PNG, JPEG, BMP, TIFF, WebP, GIF, PPM or TGA image"
+_OPEN_LOCK = threading.Lock()
+# max_pixels (checked on every read) replaces Pillow's warning; its error is caught and re-checked in _open
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class ImageReadError(ValueError):
-    """A file that cannot be restored: ``path`` and a one-line ``reason``."""
+    """A file that cannot be read as an image.
 
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path, self.reason = str(path), reason
-        super().__init__(f"{self.path}: {reason}")
+    ``path``; ``problem``: what is wrong; ``expected``: what would be right (or None); ``kind``: ``missing``,
+    ``unreadable``, ``truncated``, ``too_large``, ``unsupported`` (the reader's), ``mode`` (a caller's policy, e.g.
+    the datasets' 8-bit RGB) or ``size_mismatch``; ``where``: optional context such as a manifest line. ``reason``
+    is the one-line message without the path.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str | None = None, expected: str | None = None,
+                 kind: str = "unreadable", where: str | None = None):
+        if problem is None:  # one-string form: torch's DataLoader re-raises a worker's error as type(message)
+            self.path, self.problem, self.expected, self.kind, self.where = "", str(path), None, kind, None
+            super().__init__(str(path))
+            return
+        self.path, self.problem, self.expected, self.kind, self.where = str(path), problem, expected, kind, where
+        super().__init__(f"{where}: " * bool(where) + f"{self.path}: {self.reason}")
+
+    @property
+    def reason(self) -> str:
+        return self.problem + (f" (expected {self.expected})" if self.expected else "")
+
+    def at(self, where: str) -> ImageReadError:
+        """The same error, with ``where`` (e.g. ``"data_manifests/lol_train.csv line 12"``) in front."""
+        return ImageReadError(self.path, self.problem, self.expected, self.kind, where)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says: the upright size, Pillow's mode and format, bits per channel, EXIF orientation and
+    the number of frames."""
+
+    path: str
+    width: int
+    height: int
+    mode: str
+    format: str | None
+    bits: int = 8
+    orientation: int = 1
+    frames: int = 1
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
+@dataclass
+class DecodedImage:
+    """Decoded pixels, upright: ``pixels`` ``uint8`` or ``uint16`` H×W×C with C = 1 (gray), 2 (gray + alpha), 3 (RGB)
+    or 4 (RGBA); ``bit_depth`` 8 or 16 (of ``pixels``); the header ``info``; the ICC profile; ``notes`` (what was
+    converted or dropped)."""
+
+    pixels: np.ndarray
+    info: ImageInfo
+    icc_profile: bytes | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.pixels.dtype == np.uint16 else 8
 
 
 @dataclass
@@ -87,6 +157,12 @@ class LoadedImage:
 
 
 # ---------------------------------------------------------------------------------------------------------- reading
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True for a visible file name whose extension is one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
+    name = os.path.basename(str(path))
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
 def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     """Undo EXIF orientation ``orientation`` (1–8) on an H×W[×C] array, as ``ImageOps.exif_transpose`` does."""
     ops = {
@@ -118,7 +194,8 @@ def _read_png16(path: Path, color_type: int) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if arr is None or arr.dtype != np.uint16:
-        raise ImageReadError(path, "OpenCV could not decode this 16-bit PNG")
+        raise ImageReadError(path, "OpenCV could not decode this 16-bit PNG (truncated or corrupt)",
+                             "a complete, decodable image file", "truncated")
     if arr.ndim == 2:
         return arr
     if color_type == 4:  # gray+alpha: OpenCV gives B=G=R=gray, A
@@ -133,116 +210,157 @@ def _read_tiff16(path: Path) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[0] in (2, 3, 4) and arr.shape[-1] not in (2, 3, 4):  # planar
         arr = np.moveaxis(arr, 0, -1)
     if arr.dtype != np.uint16 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] > 4):
-        raise ImageReadError(path, f"unsupported 16-bit TIFF layout {arr.shape} {arr.dtype}")
+        raise ImageReadError(path, f"unsupported 16-bit TIFF layout {arr.shape} {arr.dtype}",
+                             "gray, gray + alpha, RGB or RGBA", "unsupported")
     return arr
 
 
-def _split_uint16(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
-    """uint16 H×W[×C] → (float RGB, float alpha or None, grayscale)."""
-    f = arr.astype(np.float32) / 65535.0
-    if f.ndim == 2:
-        return np.repeat(f[..., None], 3, axis=2), None, True
-    c = f.shape[2]
-    if c == 1:
-        return np.repeat(f, 3, axis=2), None, True
-    if c == 2:
-        return np.repeat(f[..., :1], 3, axis=2), np.ascontiguousarray(f[..., 1]), True
-    return np.ascontiguousarray(f[..., :3]), (np.ascontiguousarray(f[..., 3]) if c == 4 else None), False
+def _open(path: Path) -> Image.Image:
+    """Pillow's lazy open, every failure an :class:`ImageReadError`; Pillow's own pixel limit is lifted (the
+    callers check ``max_pixels``)."""
+    if not path.exists():
+        raise ImageReadError(path, "no such file", "an existing image file", "missing")
+    if path.is_dir():
+        raise ImageReadError(path, "is a folder, not an image file", "an image file", "missing")
+    if not path.is_file():
+        raise ImageReadError(path, "not a regular file", "an image file", "missing")
+    try:
+        try:
+            return Image.open(path)
+        except Image.DecompressionBombError:  # over Pillow's limit: reopen without it, max_pixels decides
+            with _OPEN_LOCK:
+                limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+                try:
+                    return Image.open(path)
+                finally:
+                    Image.MAX_IMAGE_PIXELS = limit
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not an image (or a format Pillow cannot read)", _FORMATS, "unreadable") from None
+    except OSError as e:
+        raise ImageReadError(path, f"cannot be read: {e.strerror or e}", _FORMATS, "unreadable") from None
+    except Exception as e:  # malformed headers surface as ValueError, SyntaxError, struct.error, …
+        raise ImageReadError(path, f"not a readable image: {type(e).__name__}: {e}", _FORMATS,
+                             "unreadable") from None
 
 
-def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Read ``path`` upright as a :class:`LoadedImage` (see the module docstring for every case).
+def _unsupported_mode(path: Path, mode: str) -> ImageReadError:
+    return ImageReadError(path, f"unsupported image mode {mode!r} (e.g. 32-bit float); convert it to 8- or 16-bit "
+                                "RGB/gray first", "an 8- or 16-bit image", "unsupported")
 
-    Raises :class:`ImageReadError` for missing, unreadable, non-image, truncated, oversized (more than
-    ``max_pixels``; None: no limit) or unsupported files.
+
+def _header(im: Image.Image, path: Path, max_pixels: int | None) -> ImageInfo:
+    width, height = im.size
+    if im.mode not in _SUPPORTED_MODES:
+        raise _unsupported_mode(path, im.mode)
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(path, f"{width}×{height} = {width * height:,} pixels is more than the limit of "
+                                   f"{max_pixels:,}", "a smaller image, or a higher max_pixels (src.restore: "
+                                   "--max-pixels)", "too_large")
+    try:
+        orientation = int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
+    except Exception:  # malformed EXIF: keep the pixels as stored
+        orientation = 1
+    orientation = orientation if orientation in range(1, 9) else 1
+    bits = 8
+    try:
+        if im.mode in _GRAY16_MODES - {"I"}:
+            bits = 16
+        elif im.mode in ("I", "F"):
+            bits = 32 if im.format != "PNG" else 16  # PNG has no 32-bit mode: Pillow opens 16-bit gray as I
+        elif im.format == "PNG" and (png := _png_header(path)) is not None:
+            bits = int(png[0])
+        elif im.format == "TIFF":
+            tag = getattr(im, "tag_v2", {}).get(258)  # BitsPerSample
+            if tag:
+                bits = int(max(tag) if isinstance(tag, (tuple, list)) else tag)
+    except (OSError, ValueError, TypeError) as e:
+        raise ImageReadError(path, f"cannot read the header: {e}", _FORMATS, "unreadable") from None
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return ImageInfo(str(path), width, height, im.mode, im.format, bits, orientation, getattr(im, "n_frames", 1))
+
+
+def probe_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Header-only check of one image (see the module docstring); raises :class:`ImageReadError`."""
+    path = Path(path)
+    with _open(path) as im:
+        return _header(im, path, max_pixels)
+
+
+def decode_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 check: Callable[[ImageInfo], None] | None = None) -> DecodedImage:
+    """Decode ``path`` fully and upright (see :class:`DecodedImage`); raises :class:`ImageReadError`.
+
+    ``check(info)``, if given, runs on the header before the pixels are decoded (a caller's policy, e.g. the
+    datasets' 8-bit RGB), so a refused file costs no decoding.
     """
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(path, "no such file")
-    if path.is_dir():
-        raise ImageReadError(path, "is a folder, not an image file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit below, per call
-            try:
-                im = Image.open(path)
-            finally:
-                Image.MAX_IMAGE_PIXELS = limit
-    except UnidentifiedImageError:
-        raise ImageReadError(path, "not an image (or a format Pillow cannot read)") from None
-    except OSError as e:
-        raise ImageReadError(path, f"cannot be read: {e.strerror or e}") from None
-    except Exception as e:  # malformed headers surface as ValueError, SyntaxError, struct.error, …
-        raise ImageReadError(path, f"not a readable image: {type(e).__name__}: {e}") from None
-    with im:
-        width, height = im.size
-        if max_pixels is not None and width * height > max_pixels:
-            raise ImageReadError(path, f"{width}×{height} = {width * height:,} pixels is more than the limit of "
-                                       f"{max_pixels:,} (raise it with --max-pixels)")
-        notes = []
-        if getattr(im, "n_frames", 1) > 1:
-            notes.append(f"{im.n_frames} frames: only the first is restored")
-        fmt = im.format
+    with _open(path) as im:
+        info = _header(im, path, max_pixels)
+        if check is not None:
+            check(info)
+        notes = [f"{info.frames} frames: only the first is read"] if info.frames > 1 else []
         icc = im.info.get("icc_profile") or None
-        try:
-            orientation = int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
-        except Exception:  # malformed EXIF: keep the pixels as stored
-            orientation = 1
-        if orientation not in range(1, 9):
-            orientation = 1
         try:
             im.load()
         except Exception as e:  # truncated data: OSError; corrupt streams: ValueError, SyntaxError, zlib.error, …
-            raise ImageReadError(path, f"cannot be decoded (truncated or corrupt): {e}") from None
-
+            raise ImageReadError(path, f"cannot be decoded (truncated or corrupt): {e}",
+                                 "a complete, decodable image file", "truncated") from None
+        fmt, mode = im.format, im.mode
         png = _png_header(path) if fmt == "PNG" else None
-        bits = im.tag_v2.get(258) if fmt == "TIFF" and hasattr(im, "tag_v2") else None
-        bits = tuple(bits) if isinstance(bits, (tuple, list)) else ((bits,) if bits else ())
+        tiff_bits = im.tag_v2.get(258) if fmt == "TIFF" and hasattr(im, "tag_v2") else None
+        tiff_bits = tuple(tiff_bits) if isinstance(tiff_bits, (tuple, list)) else ((tiff_bits,) if tiff_bits else ())
         wide = None
         try:
             if png is not None and png[0] == 16 and png[1] in (2, 4, 6):
                 wide = _read_png16(path, png[1])
-            elif fmt == "TIFF" and 16 in bits and im.mode not in _GRAY16_MODES:
+            elif fmt == "TIFF" and 16 in tiff_bits and mode not in _GRAY16_MODES:
                 wide = _read_tiff16(path)
         except ImportError as e:
             notes.append(f"16-bit colour read at 8 bits ({e.name} is not installed)")
+        if wide is None and mode in _GRAY16_MODES:
+            wide = np.asarray(im)
+            if wide.dtype not in (np.uint16, np.int32) or (wide.size and (wide.min() < 0 or wide.max() > 65535)):
+                raise ImageReadError(path, f"unsupported integer image (mode {mode}, values outside 0…65535)",
+                                     "an 8- or 16-bit image", "unsupported")
+            wide = wide.astype(np.uint16)
         if wide is not None:
-            rgb, alpha, gray = _split_uint16(apply_orientation(wide, orientation))
-            return LoadedImage(rgb, alpha, gray, 16, fmt, im.mode, orientation, icc, notes)
-        if im.mode in _GRAY16_MODES:
-            arr = np.asarray(im)
-            if arr.dtype not in (np.uint16, np.int32) or (arr.size and (arr.min() < 0 or arr.max() > 65535)):
-                raise ImageReadError(path, f"unsupported integer image (mode {im.mode}, values outside 0…65535)")
-            rgb, alpha, gray = _split_uint16(apply_orientation(arr.astype(np.uint16), orientation))
-            return LoadedImage(rgb, alpha, gray, 16, fmt, im.mode, orientation, icc, notes)
-
-        mode = im.mode
-        upright = ImageOps.exif_transpose(im) if orientation != 1 else im
-        if mode in ("1", "L"):
-            gray, alpha, grayscale = upright.convert("L"), None, True
-            rgb = np.repeat(np.asarray(gray)[..., None], 3, axis=2)
+            pixels = wide
+        elif mode in ("1", "L"):
+            pixels = np.asarray(im.convert("L"))
         elif mode in ("LA", "La"):
-            la = np.asarray(upright.convert("LA"))
-            rgb, alpha, grayscale = np.repeat(la[..., :1], 3, axis=2), la[..., 1], True
+            pixels = np.asarray(im.convert("LA"))
         elif mode in ("P", "PA"):
             has_alpha = mode == "PA" or "transparency" in im.info
-            conv = np.asarray(upright.convert("RGBA" if has_alpha else "RGB"))
-            rgb, alpha, grayscale = conv[..., :3], (conv[..., 3] if has_alpha else None), False
+            pixels = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
             notes.append("palette image: written back as " + ("RGBA" if has_alpha else "RGB"))
         elif mode in ("RGBA", "RGBa"):
-            conv = np.asarray(upright.convert("RGBA"))
-            rgb, alpha, grayscale = conv[..., :3], conv[..., 3], False
+            pixels = np.asarray(im.convert("RGBA"))
         elif mode in _RGB_CONVERTIBLE:
-            rgb, alpha, grayscale = np.asarray(upright.convert("RGB")), None, False
+            pixels = np.asarray(im if mode == "RGB" else im.convert("RGB"))
             if mode not in ("RGB", "RGBX"):
                 notes.append(f"{mode} converted to RGB")
-        else:
-            raise ImageReadError(path, f"unsupported image mode {mode!r} (e.g. 32-bit float); convert it to 8- or "
-                                       "16-bit RGB/gray first")
-        rgb = np.ascontiguousarray(rgb, dtype=np.float32) / 255.0
-        alpha = None if alpha is None else np.ascontiguousarray(alpha, dtype=np.float32) / 255.0
-        return LoadedImage(rgb, alpha, grayscale, 8, fmt, mode, orientation, icc, notes)
+        else:  # pragma: no cover - _header refuses every other mode
+            raise _unsupported_mode(path, mode)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    return DecodedImage(apply_orientation(pixels, info.orientation), info, icc, notes)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Read ``path`` upright as a :class:`LoadedImage` for restoration (see the module docstring for every case).
+
+    Raises :class:`ImageReadError` for missing, unreadable, non-image, truncated, oversized (more than
+    ``max_pixels``; None: no limit) or unsupported files.
+    """
+    d = decode_image(path, max_pixels)
+    f = d.pixels.astype(np.float32) / np.float32(65535.0 if d.bit_depth == 16 else 255.0)
+    c = f.shape[2]
+    rgb = np.repeat(f[..., :1], 3, axis=2) if c <= 2 else np.ascontiguousarray(f[..., :3])
+    alpha = np.ascontiguousarray(f[..., c - 1]) if c in (2, 4) else None
+    info = d.info
+    return LoadedImage(rgb, alpha, c <= 2, d.bit_depth, info.format, info.mode, info.orientation, d.icc_profile,
+                       d.notes)
 
 
 # ---------------------------------------------------------------------------------------------------------- writing
