@@ -12,9 +12,12 @@ index they draw a seed from torch's generator instead (Lightning seeds it per wo
 
 Rows with an empty ``lq`` are clean images whose LQ is synthesised here by the row's task (:class:`SynthConfig`).
 
-Errors: a file that cannot be read raises :class:`~src.data.image_io.ImageProblem` naming it. With
-``on_error="skip"`` the sample is logged, counted (``dataset.skipped``, per worker process) and replaced by the next
-row of the same task.
+Errors: a file that cannot be read raises :class:`~src.data.image_io.ImageProblem` naming the file and the manifest
+row (``<manifest> line <n>``). With ``on_bad_sample="skip"`` a training dataset logs the bad row instead (once per
+worker process), replaces it by the next readable row of the same task (deterministic, and a batch keeps its task
+composition), and marks the sample with ``skipped`` = 1 (0 otherwise; the field is present in every sample of a
+skipping dataset, and the DataModule's loader removes it from the batch and reports the epoch's total). Evaluation
+datasets never substitute samples.
 """
 
 from __future__ import annotations
@@ -34,12 +37,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from src.data.balancing import SampleKey
-from src.data.degradations import degrade
+from src.data.degradations import TASKS, degrade
 from src.data.image_io import ImageProblem, read_image, to_float
-from src.data.manifests import RESIZE_GT_SOURCES, Row, task_label
+from src.data.manifest_format import RESIZE_GT_SOURCES, Row, task_label
 
 log = logging.getLogger(__name__)
-_MAX_RETRIES = 16
+_MAX_RETRIES = 16  # consecutive unreadable rows of one task before on_bad_sample="skip" gives up
+ON_BAD_SAMPLE = ("error", "skip")
+SKIPPED_KEY = "skipped"  # per-sample field of a skipping training dataset: 1 when the sample was substituted
 
 
 @dataclass(frozen=True)
@@ -152,56 +157,95 @@ class ManifestDataset(Dataset):
         rows: manifest rows (already checked, e.g. by ``src.data.manifests.load_manifest``).
         data_root: the folder the row paths are relative to.
         convert: accept grayscale / RGBA / palette / 16-bit images (converted to 8-bit RGB).
-        on_error: ``"raise"`` (default) or ``"skip"`` (log, count and replace unreadable samples).
+        on_bad_sample: ``"error"`` (default: an unreadable sample stops with an error naming the file and the
+            manifest row) or ``"skip"`` (log it and use the next readable row of the same task; see the module
+            docstring).
         synth: how LQ images of rows with an empty ``lq`` are synthesised.
         unknown_task: the label of rows whose task is ``unknown`` (TOLED / POLED).
         resize_gt_sources: sources whose GT may differ in size from the LQ (resized to it); elsewhere an error.
     """
 
-    def __init__(self, rows: Sequence[Row], data_root: str | Path, convert: bool = False, on_error: str = "raise",
-                 synth: SynthConfig | None = None, unknown_task: str = "blur",
+    def __init__(self, rows: Sequence[Row], data_root: str | Path, convert: bool = False,
+                 on_bad_sample: str = "error", synth: SynthConfig | None = None, unknown_task: str = "blur",
                  resize_gt_sources: Sequence[str] = RESIZE_GT_SOURCES):
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error={on_error!r}: expected 'raise' or 'skip'")
+        if on_bad_sample not in ON_BAD_SAMPLE:
+            raise ValueError(f"on_bad_sample={on_bad_sample!r}: expected 'error' or 'skip'")
         self.rows = list(rows)
         if not self.rows:
             raise ValueError("no rows: the manifests are empty")
         self.data_root = Path(data_root)
-        self.convert, self.on_error = convert, on_error
+        self.convert, self.on_bad_sample = convert, on_bad_sample
         self.synth = synth or SynthConfig()
         self.labels = np.array([task_label(r.task, unknown_task) for r in self.rows], dtype=np.int64)
+        self._same_task = {int(t): np.flatnonzero(self.labels == t) for t in np.unique(self.labels)}
         self.resize_gt_sources = tuple(resize_gt_sources)
-        self.skipped: Counter = Counter()
+        self.skipped: Counter = Counter()  # substituted samples by problem kind (this process)
+        self.bad_rows: dict[int, str] = {}  # row index -> problem kind (this process)
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def where(self, index: int) -> str:
+        """The row's manifest and line (or its position when it was not read from a file)."""
+        return self.rows[index].origin or f"dataset row {index + 1}"
+
     def read_row(self, index: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """LQ and GT of a row as ``uint8`` arrays (None where the manifest field is empty)."""
+        """LQ and GT of a row as ``uint8`` arrays (None where the manifest field is empty); an
+        :class:`ImageProblem` names the file and the manifest row."""
         row = self.rows[index]
-        lq = read_image(self.data_root / row.lq, self.convert) if row.lq is not None else None
-        gt = read_image(self.data_root / row.gt, self.convert) if row.gt is not None else None
-        if lq is not None and gt is not None and lq.shape != gt.shape:
-            if row.source not in self.resize_gt_sources:
-                raise ImageProblem(self.data_root / row.lq, f"LQ is {lq.shape[1]}×{lq.shape[0]} but its GT {row.gt} "
-                                   f"is {gt.shape[1]}×{gt.shape[0]}", "LQ and GT of the same size", "size_mismatch")
-            gt = resize(gt, lq.shape[1], lq.shape[0])
+        try:
+            lq = read_image(self.data_root / row.lq, self.convert) if row.lq is not None else None
+            gt = read_image(self.data_root / row.gt, self.convert) if row.gt is not None else None
+            if lq is not None and gt is not None and lq.shape != gt.shape:
+                if row.source not in self.resize_gt_sources:
+                    raise ImageProblem(self.data_root / row.lq, f"LQ is {lq.shape[1]}×{lq.shape[0]} but its GT "
+                                       f"{row.gt} is {gt.shape[1]}×{gt.shape[0]}", "LQ and GT of the same size",
+                                       "size_mismatch")
+                gt = resize(gt, lq.shape[1], lq.shape[0])
+        except ImageProblem as e:
+            raise e.at(self.where(index)) from None
         return lq, gt
 
-    def read_or_skip(self, index: int) -> tuple[int, np.ndarray | None, np.ndarray | None]:
-        """:meth:`read_row`, or with ``on_error="skip"`` the next readable row of the same task."""
-        label, tried = self.labels[index], 0
-        while True:
+    def read_or_skip(self, index: int) -> tuple[int, np.ndarray | None, np.ndarray | None, int]:
+        """:meth:`read_row` → (row index, LQ, GT, 0); with ``on_bad_sample="skip"`` an unreadable row is replaced by
+        the next readable row of the same task (in row order, wrapping around): (that row, LQ, GT, 1)."""
+        same = self._same_task[int(self.labels[index])]
+        start = int(np.searchsorted(same, index))
+        fresh_failures = 0
+        for step in range(len(same)):
+            i = int(same[(start + step) % len(same)])
+            if i in self.bad_rows:  # known bad in this process: not read again
+                if step == 0:
+                    self.skipped[self.bad_rows[i]] += 1
+                continue
             try:
-                return (index, *self.read_row(index))
+                return (i, *self.read_row(i), int(step > 0))
             except ImageProblem as e:
-                if self.on_error != "skip" or tried >= _MAX_RETRIES:
+                if self.on_bad_sample != "skip":
                     raise
-                self.skipped[e.kind] += 1
-                log.warning("skipping bad sample (%d so far in this process): %s", sum(self.skipped.values()), e)
-                same = np.flatnonzero(self.labels == label)
-                index = int(same[(np.searchsorted(same, index) + 1) % len(same)])
-                tried += 1
+                self.bad_rows[i] = e.kind
+                if step == 0:
+                    self.skipped[e.kind] += 1
+                log.warning("bad training sample skipped (on_bad_sample=skip; replaced by the next readable %s "
+                            "row): %s", TASKS[int(self.labels[index])], e)
+                fresh_failures += 1
+                if fresh_failures >= _MAX_RETRIES:
+                    raise ImageProblem(e.path, f"{e.problem}; and {_MAX_RETRIES - 1} more rows of task "
+                                       f"{TASKS[int(self.labels[index])]} in a row cannot be read either: "
+                                       "on_bad_sample=skip gives up", e.expected, e.kind, e.where) from None
+        raise ImageProblem(self.data_root, f"no row of task {TASKS[int(self.labels[index])]} can be read "
+                           f"({len(same)} rows, all bad; on_bad_sample=skip)", "readable training images",
+                           "unreadable", self.where(index))
+
+    def _sample(self, out: dict, substituted: int) -> dict:
+        if self.on_bad_sample == "skip":
+            out[SKIPPED_KEY] = substituted
+        return out
+
+    def _no_reference(self, index: int) -> ImageProblem:
+        row = self.rows[index]
+        return ImageProblem(self.data_root / row.lq, "no-reference row in a training manifest",
+                            "training rows with a GT image", "format", self.where(index))
 
     @staticmethod
     def _rng(key) -> tuple[int, np.random.Generator, bool]:
@@ -231,11 +275,10 @@ class DiffUIRTrainDataset(ManifestDataset):
 
     def __getitem__(self, key) -> dict:
         index, rng, _ = self._rng(key)
-        index, lq, gt = self.read_or_skip(index)
+        index, lq, gt, substituted = self.read_or_skip(index)
         row, label = self.rows[index], int(self.labels[index])
         if gt is None:
-            raise ImageProblem(self.data_root / row.lq, "no-reference row in a training manifest",
-                               "training rows with a GT image")
+            raise self._no_reference(index)
         lq, gt = crop_pair(lq, gt, self.patch_size, rng)
         if lq is not None and label in self.hist_eq:
             lq = hist_equalize(lq)
@@ -247,7 +290,7 @@ class DiffUIRTrainDataset(ManifestDataset):
             lq = lq[::-1] if lq is not None else None
         gt_f = to_float(np.ascontiguousarray(gt))
         lq_f = to_float(np.ascontiguousarray(lq)) if lq is not None else self.synth.apply(gt_f, row.task, rng)
-        return {"lq": to_tensor(lq_f), "gt": to_tensor(gt_f), "task": label}
+        return self._sample({"lq": to_tensor(lq_f), "gt": to_tensor(gt_f), "task": label}, substituted)
 
 
 @dataclass(frozen=True)
@@ -299,11 +342,10 @@ class DiffRestorerTrainDataset(ManifestDataset):
 
     def __getitem__(self, key) -> dict:
         index, rng, augment = self._rng(key)
-        index, lq, gt = self.read_or_skip(index)
+        index, lq, gt, substituted = self.read_or_skip(index)
         row, label = self.rows[index], int(self.labels[index])
         if gt is None:
-            raise ImageProblem(self.data_root / row.lq, "no-reference row in a training manifest",
-                               "training rows with a GT image")
+            raise self._no_reference(index)
         a = self.augment
         if augment:
             h, w = gt.shape[:2]
@@ -335,7 +377,20 @@ class DiffRestorerTrainDataset(ManifestDataset):
             sigma = rng.uniform(*a.noise_sigma) / 255.0
             noise = torch.from_numpy(rng.standard_normal(lq_t.shape, dtype=np.float32))
             lq_t = (lq_t + sigma * noise).clamp_(0, 1)
-        return {"lq": lq_t.contiguous(), "gt": gt_t.contiguous(), "task": label}
+        return self._sample({"lq": lq_t.contiguous(), "gt": gt_t.contiguous(), "task": label}, substituted)
+
+
+def first_per_source(rows: Sequence[Row], limit: int | None) -> list[Row]:
+    """The first ``limit`` rows of each source, in order (all rows when ``limit`` is None or 0)."""
+    if not limit:
+        return list(rows)
+    seen: Counter = Counter()
+    kept = []
+    for r in rows:
+        if seen[r.source] < limit:
+            kept.append(r)
+            seen[r.source] += 1
+    return kept
 
 
 class EvalDataset(ManifestDataset):
@@ -349,20 +404,15 @@ class EvalDataset(ManifestDataset):
 
     def __init__(self, rows: Sequence[Row], data_root: str | Path, hist_eq_tasks: Sequence[str] = (),
                  crop: int | None = None, seed: int = 0, limit_per_source: int | None = None, **kw):
-        if limit_per_source:
-            seen: Counter = Counter()
-            kept = []
-            for r in rows:
-                if seen[r.source] < limit_per_source:
-                    kept.append(r)
-                    seen[r.source] += 1
-            rows = kept
-        super().__init__(rows, data_root, **kw)
+        if kw.get("on_bad_sample", "error") != "error":
+            raise ValueError("evaluation datasets do not substitute samples (on_bad_sample must be 'error'): a "
+                             "result must cover every test image")
+        super().__init__(first_per_source(rows, limit_per_source), data_root, **kw)
         self.hist_eq = {task_label(t) for t in hist_eq_tasks}
         self.crop, self.seed = crop, int(seed)
 
     def __getitem__(self, index: int) -> dict:
-        index, lq, gt = self.read_or_skip(int(index))
+        index, lq, gt, _ = self.read_or_skip(int(index))
         row, label = self.rows[index], int(self.labels[index])
         if self.crop:
             lq = center_crop(lq, self.crop) if lq is not None else None

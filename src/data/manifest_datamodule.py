@@ -7,11 +7,15 @@
   epoch (10K; larger pools subsampled, smaller ones oversampled with augmentation), images resized to 512².
 
 Both read their manifests in ``setup()`` and check them (``check``: ``exists`` by default, ``header`` / ``full``
-open every image; see :func:`src.data.manifests.check_rows`), so a broken manifest fails at start-up with every bad
-row listed. Batches follow the suite's contract (``lq``, ``gt``, ``task``; evaluation adds ``name``, ``source`` and
-``has_gt``, see :mod:`src.data.datasets`). Training samplers shard by rank (DDP: each rank its own disjoint part of
-every epoch) and seed every sample, so augmentation does not depend on the worker count; evaluation is sharded
-without padding (each sample evaluated once).
+open every image; see :func:`src.data.manifest_format.check_rows`), so a broken manifest fails at start-up with every
+bad row listed (``on_error: skip`` drops them instead); a sample listed twice across the training manifests is an
+error too. During training an unreadable image stops the run with an error naming the file and the manifest row,
+unless ``on_bad_sample: skip``: then it is logged and replaced by another sample of the same task, and the number of
+samples replaced is reported at the end of every epoch (the validation images are decoded at set-up in that mode, so
+a bad one is named before training starts). Batches follow the suite's contract (``lq``, ``gt``, ``task``;
+evaluation adds ``name``, ``source`` and ``has_gt``, see :mod:`src.data.datasets`). Training samplers shard by
+rank (DDP: each rank its own disjoint part of every epoch) and seed every sample, so augmentation does not depend
+on the worker count; evaluation is sharded without padding (each sample evaluated once).
 """
 
 from __future__ import annotations
@@ -28,20 +32,57 @@ from torch.utils.data import DataLoader
 from src.data.balancing import BalancedTaskSampler, ShardSampler, TaskCompositionSampler, dist_info, task_pools
 from src.data.balancing import weights_vector as _weights_vector
 from src.data.datasets import (
+    ON_BAD_SAMPLE,
+    SKIPPED_KEY,
     DiffRestorerTrainDataset,
     DiffUIRTrainDataset,
     EvalDataset,
     ManifestDataset,
     OversampleAugment,
     SynthConfig,
+    first_per_source,
     worker_init_fn,
 )
 from src.data.degradations import TASKS
-from src.data.manifests import DEFAULT_MANIFEST_DIR, Row, load_manifest, task_counts
+from src.data.manifest_format import (
+    DEFAULT_MANIFEST_DIR,
+    Row,
+    _raise_or_skip,
+    check_rows,
+    duplicate_problems,
+    load_manifest,
+    task_counts,
+)
 
 log = logging.getLogger(__name__)
 
 DIFFUIR_TASK_WEIGHTS = {"haze": 0.4, "low_light": 0.1, "rain": 0.2, "snow": 0.2, "blur": 0.1}
+
+
+class SkipReportingLoader(DataLoader):
+    """The training loader of ``on_bad_sample: skip``: removes the per-sample ``skipped`` field from each batch (the
+    model sees the usual batch contract) and logs how many samples of the epoch were replaced when the epoch's
+    batches end (or the iteration stops early). ``epoch_skipped`` keeps ``(epoch, count)`` of every epoch."""
+
+    epoch_skipped: list
+
+    def __iter__(self):
+        if not hasattr(self, "epoch_skipped"):
+            self.epoch_skipped = []
+        epoch, total, complete = getattr(self.sampler, "epoch", None), 0, False
+        try:
+            for batch in super().__iter__():
+                if isinstance(batch, dict) and SKIPPED_KEY in batch:
+                    total += int(batch.pop(SKIPPED_KEY).sum())
+                yield batch
+            complete = True
+        finally:
+            self.epoch_skipped.append((epoch, total))
+            rank, _ = dist_info()
+            log.log(logging.WARNING if total else logging.INFO,
+                    "epoch %s%s: %d training sample(s) could not be read and were replaced by another sample of the "
+                    "same task (data.on_bad_sample=skip; the files are named in the warnings above)%s", epoch,
+                    f" (rank {rank})" if rank else "", total, "" if complete else " [the epoch stopped early]")
 
 
 class ManifestDataModule(L.LightningDataModule, abc.ABC):
@@ -58,7 +99,9 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
         eval_size: centre-crop evaluation images to this size (None: full resolution).
         check: image check at set-up (``none``, ``exists``, ``header``, ``full``).
         convert: accept grayscale / RGBA / palette / 16-bit images (converted to 8-bit RGB).
-        on_error: ``raise`` (default) or ``skip`` bad samples (logged and counted).
+        on_error: set-up check: ``raise`` (default) or ``skip`` bad manifest rows (logged and counted).
+        on_bad_sample: during training: ``error`` (default; the error names the file and the manifest row) or
+            ``skip`` (logged, replaced by another sample of the same task, counted per epoch).
         unknown_task: label for rows of task ``unknown`` (TOLED / POLED).
         synth: ``{noise_sigma, jpeg_quality}`` for rows whose LQ is synthesised.
         eval_hist_eq_tasks: tasks whose evaluation inputs are histogram-equalised.
@@ -69,13 +112,16 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
                  manifest_dir: str | None = None, batch_size: int = 10, train_samples: int | None = None,
                  eval_batch_size: int = 1, eval_size: int | None = None, num_workers: int = 2,
                  check: str = "exists", check_jobs: int = 4,
-                 convert: bool = False, on_error: str = "raise", unknown_task: str = "blur",
+                 convert: bool = False, on_error: str = "raise", on_bad_sample: str = "error",
+                 unknown_task: str = "blur",
                  synth: Mapping | None = None, eval_hist_eq_tasks: Sequence[str] = (), seed: int = 0,
                  pin_memory: bool = False):
         super().__init__()
         if eval_batch_size > 1 and not eval_size:
             log.warning("eval_batch_size=%d without eval_size: full-resolution evaluation images differ in size, "
                         "so they are evaluated one at a time", eval_batch_size)
+        if on_bad_sample not in ON_BAD_SAMPLE:
+            raise ValueError(f"data.on_bad_sample={on_bad_sample!r}: expected one of {', '.join(ON_BAD_SAMPLE)}")
         if unknown_task not in TASKS:
             raise ValueError(f"unknown_task={unknown_task!r}: expected one of {list(TASKS)}")
         testsets = dict(testsets or {})
@@ -93,26 +139,39 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
         p = Path(name)
         return p if p.is_absolute() else Path(self.hparams.manifest_dir or DEFAULT_MANIFEST_DIR) / p
 
-    def load_rows(self, manifests: Sequence[str]) -> list[Row]:
+    def load_rows(self, manifests: Sequence[str], unique: bool = False) -> list[Row]:
+        """The checked rows of ``manifests``; a manifest without usable rows is an error. ``unique``: a sample
+        listed in two manifests (or twice) is a problem too (raised, or dropped with ``on_error: skip``)."""
         hp = self.hparams
         rows: list[Row] = []
         for m in manifests:
-            rows += load_manifest(self.manifest_path(m), hp.data_root, level=hp.check, convert=hp.convert,
-                                  on_error=hp.on_error, jobs=hp.check_jobs)
+            path = self.manifest_path(m)
+            got = load_manifest(path, hp.data_root, level=hp.check, convert=hp.convert, on_error=hp.on_error,
+                                jobs=hp.check_jobs)
+            if not got:
+                raise ValueError(f"manifest {path} has no usable rows (rebuild it: python -m src.data.manifests "
+                                 "build ...)")
+            rows += got
+        if unique:
+            problems, dup = duplicate_problems(rows, "training rows")
+            _raise_or_skip(f"training manifests {list(manifests)}", problems, hp.on_error, len(dup))
+            rows = [r for i, r in enumerate(rows) if i not in dup]
         return rows
 
     def _common(self) -> dict:
         hp = self.hparams
-        return {"convert": hp.convert, "on_error": hp.on_error, "unknown_task": hp.unknown_task,
-                "synth": SynthConfig(**(hp.synth or {}))}
+        return {"convert": hp.convert, "unknown_task": hp.unknown_task, "synth": SynthConfig(**(hp.synth or {}))}
 
     def _eval_set(self, names: Sequence[str], limit: int | None) -> EvalDataset | None:
         hp = self.hparams
         if not names:
             return None
-        rows = self.load_rows([hp.testsets[n] for n in names])
+        rows = first_per_source(self.load_rows([hp.testsets[n] for n in names]), limit)
+        if hp.on_bad_sample == "skip":  # evaluation never substitutes: name a bad image now, not after an epoch
+            rows = check_rows(rows, hp.data_root, level="full", convert=hp.convert, on_error=hp.on_error,
+                              what=f"evaluation sets {list(names)}", jobs=hp.check_jobs).rows
         return EvalDataset(rows, hp.data_root, hist_eq_tasks=hp.eval_hist_eq_tasks, crop=hp.eval_size, seed=hp.seed,
-                           limit_per_source=limit, **self._common())
+                           **self._common())
 
     @abc.abstractmethod
     def build_train_set(self, rows: list[Row]) -> ManifestDataset:
@@ -127,7 +186,7 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
         if stage in (None, "fit") and self.train_set is None:
             if not hp.train_manifests:
                 raise ValueError("no train_manifests given")
-            rows = self.load_rows(hp.train_manifests)
+            rows = self.load_rows(hp.train_manifests, unique=True)
             log.info("training rows per task: %s", dict(task_counts(rows)))
             self.train_set = self.build_train_set(rows)
         if stage in (None, "fit", "validate") and self.val_set is None:
@@ -140,9 +199,9 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
     def _rank(self) -> tuple[int, int]:
         return dist_info(self.trainer)
 
-    def _loader(self, dataset, sampler, batch_size: int, drop_last: bool) -> DataLoader:
+    def _loader(self, dataset, sampler, batch_size: int, drop_last: bool, cls: type = DataLoader) -> DataLoader:
         workers = self.hparams.num_workers
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last,
+        return cls(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last,
                           persistent_workers=workers > 0, worker_init_fn=worker_init_fn,
                           pin_memory=self.hparams.pin_memory)
 
@@ -150,7 +209,8 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
         if self.train_set is None:
             self.setup("fit")
         rank, world = self._rank()
-        return self._loader(self.train_set, self.train_sampler(rank, world), self.hparams.batch_size, True)
+        cls = SkipReportingLoader if self.hparams.on_bad_sample == "skip" else DataLoader
+        return self._loader(self.train_set, self.train_sampler(rank, world), self.hparams.batch_size, True, cls)
 
     def _eval_loader(self, dataset):
         if dataset is None:
@@ -195,7 +255,7 @@ class DiffUIRDataModule(ManifestDataModule):
     def build_train_set(self, rows: list[Row]) -> ManifestDataset:
         hp = self.hparams
         ds = DiffUIRTrainDataset(rows, hp.data_root, patch_size=hp.patch_size, hflip=hp.hflip, vflip=hp.vflip,
-                                 hist_eq_tasks=hp.hist_eq_tasks, **self._common())
+                                 hist_eq_tasks=hp.hist_eq_tasks, on_bad_sample=hp.on_bad_sample, **self._common())
         weights = _weights_vector(dict(hp.task_weights or DIFFUIR_TASK_WEIGHTS))
         pools = task_pools(ds.labels)
         empty = [t for t, w, p in zip(TASKS, weights, pools) if w > 0 and len(p) == 0]
@@ -236,7 +296,7 @@ class DiffRestorerDataModule(ManifestDataModule):
         hp = self.hparams
         aug = OversampleAugment(**{k: tuple(v) if isinstance(v, list) else v for k, v in (hp.augment or {}).items()})
         ds = DiffRestorerTrainDataset(rows, hp.data_root, image_size=hp.patch_size, resize_mode=hp.resize_mode,
-                                      augment=aug, **self._common())
+                                      augment=aug, on_bad_sample=hp.on_bad_sample, **self._common())
         pools = task_pools(ds.labels)
         empty = [t for t, p in zip(TASKS, pools) if t in hp.tasks and len(p) == 0]
         if empty:

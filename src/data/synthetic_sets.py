@@ -37,9 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from src.data.builders.common import list_images
 from src.data.degradations import degrade, random_params
 from src.data.image_io import read_image, save_png, to_float
-from src.data.manifests import Row, write_manifest
+from src.data.manifest_format import DEFAULT_MANIFEST_DIR, Row, write_manifest
 
 NOISE_SIGMA = 50.0
 JPEG_QUALITY = 10
@@ -86,9 +87,6 @@ def generate_sets(div2k_valid: str | os.PathLike, data_root: str | os.PathLike,
     first N). ``crop`` centre-crops each image to ``crop``² first. Existing files are overwritten (the result is
     identical for the same inputs and seed).
     """
-    from src.data.builders.common import list_images
-    from src.data.manifests import DEFAULT_MANIFEST_DIR
-
     src_dir, data_root = Path(os.path.abspath(div2k_valid)), Path(os.path.abspath(data_root))
     files = list_images(src_dir)[:limit] if limit else list_images(src_dir)
     if not files:

@@ -69,8 +69,8 @@ def bad(tmp_path):
 
 
 CASES = {  # lq file -> (kind, words in the message)
-    "x/missing.png": ("missing", "file not found"),
-    "x/not_image.png": ("unreadable", "not a readable image"),
+    "x/missing.png": ("missing", "no such file"),
+    "x/not_image.png": ("unreadable", "not an image (or a format Pillow cannot read)"),
     "x/big.png": ("size_mismatch", "LQ is 20×12 but its GT good/gt.png is 16×12"),
     "x/gray.png": ("mode", "grayscale image (mode L)"),
     "x/rgba.png": ("mode", "alpha channel (mode RGBA)"),
@@ -93,9 +93,10 @@ def test_each_case_names_the_file_the_problem_and_the_expectation(bad, lq):
 def test_truncated_image_is_found_by_full_validation(bad, tmp_path):
     rows = [Row("x/truncated.png", None, "haze", "X")]
     assert check_rows(rows, bad, level="header").rows == rows  # the header is intact
-    with pytest.raises(ManifestError, match=r"truncated\.png: lq: truncated image .*expected a complete"):
+    with pytest.raises(ManifestError, match=r"truncated\.png: lq: cannot be decoded \(truncated or corrupt\).*"
+                                            r"expected a complete"):
         check_rows(rows, bad, level="full")
-    with pytest.raises(ImageProblem, match="truncated image"):
+    with pytest.raises(ImageProblem, match="truncated or corrupt"):
         read_image(bad / "x" / "truncated.png")
 
 
@@ -106,7 +107,7 @@ def test_all_bad_rows_are_listed_in_one_error(bad, tmp_path):
     with pytest.raises(ManifestError) as e:
         validate_manifest(m, bad)
     assert len(e.value.problems) == len(CASES) + 1
-    assert all(str(bad / lq) in str(e.value) for lq in CASES) and "m.csv row 9" in str(e.value)
+    assert all(str(bad / lq) in str(e.value) for lq in CASES) and f"{m} line 10: " in str(e.value)
     assert main(["validate", str(m), "--data-root", str(bad)]) == 1
 
 
@@ -118,7 +119,18 @@ def test_skip_opt_in_logs_and_counts(bad, tmp_path, caplog):
     assert rep.rows == rows[:1] and rep.n_skipped == len(CASES)
     assert rep.skipped == {"missing": 1, "unreadable": 1, "size_mismatch": 1, "mode": 4}
     assert sum("skipping bad sample" in r.message for r in caplog.records) == len(CASES)
-    assert any("skipped 7 bad sample(s)" in r.message for r in caplog.records)
+    assert any("dropped 7 row(s) with problems (7 problem(s)" in r.message for r in caplog.records)
+
+
+def test_skip_counts_rows_not_problems(bad, tmp_path, capsys):
+    """A row with a bad LQ and a bad GT is one dropped row (two problems)."""
+    rows = [Row("good/lq.png", "good/gt.png", "haze", "X"), Row("x/missing.png", "x/not_image.png", "haze", "X")]
+    m = write_manifest(rows, tmp_path / "m.csv")
+    rep = validate_manifest(m, bad, on_error="skip")
+    assert rep.n_skipped == 1 and len(rep.problems) == 2 and rep.skipped == {"missing": 1, "unreadable": 1}
+    assert main(["validate", str(m), "--data-root", str(bad), "--on-error", "skip"]) == 0
+    out = capsys.readouterr().out
+    assert "1 rows OK (full check), dropped 1 bad row(s) (problems: missing: 1, unreadable: 1)" in out
 
 
 def test_convert_opt_in_accepts_gray_rgba_and_16_bit(bad):
@@ -142,6 +154,8 @@ def test_unpaired_names_fail_the_build(tmp_path):
     for n in ("1", "2", "4"):
         rgb(d / "high" / f"{n}.png")
     rgb(d / "high" / "1.jpg")  # a second reference for the same name
+    rgb(d.parent / "eval15" / "low" / "1.png")
+    rgb(d.parent / "eval15" / "high" / "1.png")
     with pytest.raises(ManifestError) as e:
         build_manifests("lol", d.parent, out_dir=tmp_path / "m")
     msg = str(e.value)
@@ -151,8 +165,9 @@ def test_unpaired_names_fail_the_build(tmp_path):
     assert not (tmp_path / "m").exists()  # nothing written
     out = build_manifests("lol", d.parent, out_dir=tmp_path / "m", on_error="skip")
     assert [r.lq for r in out.splits["train"]] == ["LOL/our485/low/2.png"]  # '1' ambiguous, '3' unpaired
-    assert out.skipped == {"unpaired": 2, "ambiguous": 1}
-    assert "skipped bad samples: ambiguous: 1, unpaired: 2" in out.report()
+    assert out.skipped == {"unpaired": 2, "ambiguous": 1} and out.dropped_rows == 0
+    assert "left out 3 file(s) that could not be paired (ambiguous: 1, unpaired: 2)" in out.report()
+    assert "dropped" not in out.report()  # files that could not be paired are not rows
 
 
 def test_unexpected_names_and_bad_images_fail_the_build(tmp_path):
@@ -162,7 +177,7 @@ def test_unexpected_names_and_bad_images_fail_the_build(tmp_path):
     rgb(r / "data" / "1.png")  # no _rain suffix
     rgb(r / "gt" / "1_clean.png")
     with pytest.raises(ManifestError) as e:
-        build_manifests("raindrop", r.parent, out_dir=None)
+        build_manifests("raindrop", r.parent, out_dir=None, skip_missing=True)  # no test_a split
     kinds = sorted(p.kind for p in e.value.problems)
     assert kinds == ["name", "size_mismatch", "unpaired"]
     assert "expected <n>_rain.<ext>" in str(e.value)
@@ -183,18 +198,17 @@ def test_malformed_manifests(tmp_path):
         read_manifest(tmp_path / "nope.csv")
 
 
-def test_runtime_errors_name_the_file_or_are_skipped(bad, caplog):
-    rows = [Row("good/lq.png", "good/gt.png", "haze", "X"), Row("x/missing.png", "good/gt.png", "haze", "X")]
-    ds = DiffUIRTrainDataset(rows, bad, patch_size=8)
-    with pytest.raises(ImageProblem, match=r"missing\.png: file not found"):
+def test_runtime_errors_name_the_file_and_the_manifest_row(bad, tmp_path):
+    m = write_manifest([Row("good/lq.png", "good/gt.png", "haze", "X"), Row("x/missing.png", "good/gt.png", "haze",
+                                                                             "X")], tmp_path / "m.csv")
+    ds = DiffUIRTrainDataset(read_manifest(m), bad, patch_size=8)
+    with pytest.raises(ImageProblem, match=rf"^{m} line 3: {bad / 'x' / 'missing.png'}: no such file") as e:
         ds[1]
-    ds = DiffUIRTrainDataset(rows, bad, patch_size=8, on_error="skip")
-    with caplog.at_level(logging.WARNING, logger="src.data.datasets"):
-        sample = ds[1]
-    assert sample["lq"].shape == (3, 8, 8) and ds.skipped == {"missing": 1}
-    assert any("missing.png" in r.message for r in caplog.records)
+    assert e.value.where == f"{m} line 3" and e.value.kind == "missing"
     ev = EvalDataset([Row("x/big.png", "good/gt.png", "haze", "X")], bad)
-    with pytest.raises(ImageProblem, match="LQ is 20×12"):
+    with pytest.raises(ImageProblem, match="dataset row 1: .*LQ is 20×12"):
         ev[0]
     ev = EvalDataset([Row("x/big.png", "good/gt.png", "haze", "SOTS-outdoor")], bad)  # documented exception
     assert ev[0]["gt"].shape == ev[0]["lq"].shape == (3, 12, 20)
+    with pytest.raises(ValueError, match="evaluation datasets do not substitute"):
+        EvalDataset([Row("good/lq.png", None, "haze", "X")], bad, on_bad_sample="skip")

@@ -239,6 +239,7 @@ def test_unknown_layout_is_a_clear_error(data, tmp_path):
 
 def test_paths_stay_relative_to_the_data_root(data, tmp_path):
     pairs(data / "sets" / "LOL" / "our485" / "low", data / "sets" / "LOL" / "our485" / "high", ["1.png"], ["1.png"])
+    pairs(data / "sets" / "LOL" / "eval15" / "low", data / "sets" / "LOL" / "eval15" / "high", ["1.png"], ["1.png"])
     out = build_manifests("lol", data / "sets" / "LOL", data_root=data, out_dir=None)
     assert out.splits["train"][0].lq == "sets/LOL/our485/low/1.png" and out.files == {}
     out = build_manifests("lol", data / "sets" / "LOL", out_dir=None)  # default: the parent of the dataset folder

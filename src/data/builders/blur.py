@@ -15,7 +15,7 @@ from src.data.builders.common import (
     pair_files,
     regex_key,
 )
-from src.data.manifests import Problem, Row
+from src.data.manifest_format import Problem, Row
 
 GOPRO_LAYOUT = """\
 published (GOPRO_Large, Nah et al. 2017): <root>/train/<scene>/{blur,sharp}/<frame>.png -> gopro_train (2103)
@@ -79,7 +79,7 @@ def build_gopro(ctx: BuildContext) -> BuildResult:
             res.notes.append(f"{split}: {inp.parent}")
         elif (base := find_dir(ctx.root, split)) is not None:
             _scene_pairs(ctx, res, split, base)
-    if not res.splits and not res.problems:
+    if not res.found and not res.problems:
         res.problems.append(layout_problem(ctx, GOPRO_LAYOUT))
     return res
 
@@ -107,7 +107,7 @@ def build_hide(ctx: BuildContext) -> BuildResult:
             if d is not None and (lq := list_images(d, recursive=True)):
                 res.add(split, *pair_files(ctx, f"HIDE {split}", lq, gt, "blur", "HIDE", many_to_one=True,
                                            lq_desc="<name>.png", gt_desc="GT/<name>.png"))
-    if not res.splits and not res.problems:
+    if not res.found and not res.problems:
         res.problems.append(layout_problem(ctx, HIDE_LAYOUT))
     return res
 
@@ -138,7 +138,7 @@ def _realblur_builder(variant: str):
                                        lq_key=_scene_key(r"blur_(\d+)"), gt_key=_scene_key(r"gt_(\d+)"),
                                        lq_desc="scene*/blur/blur_<n>.png", gt_desc="scene*/gt/gt_<n>.png"))
             res.notes.append("no RealBlur_*_list.txt found: every scene put in split 'all'")
-        if not res.splits and not res.problems:
+        if not res.found and not res.problems:
             res.problems.append(layout_problem(ctx, layout))
         return res
 

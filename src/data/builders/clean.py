@@ -36,7 +36,7 @@ def build_div2k(ctx: BuildContext) -> BuildResult:
         d = ctx.root if ctx.root.name.lower() == sub.lower() else find_dir(ctx.root, sub)
         if d is not None:
             res.add(split, clean_rows(ctx, list_images(d), SYNTH_TASKS, "DIV2K"), notes=[f"{split}: {d}"])
-    if not res.splits:
+    if not res.found:
         res.problems.append(layout_problem(ctx, DIV2K_LAYOUT))
     return res
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from src.data.image_io import IMAGE_EXTENSIONS, is_image_file
-from src.data.manifests import Problem, Row
+from src.data.manifest_format import Problem, Row
 
 KeyFn = Callable[[Path], "str | None"]
 
@@ -33,13 +33,16 @@ class BuildContext:
 
 @dataclass
 class BuildResult:
-    """A builder's output: rows per split, pairing problems, and notes (layout detected, ignored files)."""
+    """A builder's output: rows per split, pairing problems, notes (layout detected, ignored files), and ``found``:
+    every split whose folders were found, with or without rows (a split found empty is an error of the build)."""
 
     splits: dict[str, list[Row]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    found: set[str] = field(default_factory=set)
 
     def add(self, split: str, rows: list[Row], problems: Iterable[Problem] = (), notes: Iterable[str] = ()) -> None:
+        self.found.add(split)
         if rows:
             self.splits.setdefault(split, []).extend(rows)
         self.problems.extend(problems)
@@ -48,12 +51,15 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class Builder:
-    """A registered dataset builder: ``fn(ctx) -> BuildResult``, a one-line description and its layouts."""
+    """A registered dataset builder: ``fn(ctx) -> BuildResult``, a one-line description, its layouts, and the
+    splits every complete copy of the dataset has (``splits``: a missing one is an error of the build unless
+    skipped; other splits are built when found)."""
 
     name: str
     fn: Callable[[BuildContext], BuildResult]
     description: str
     layout: str
+    splits: tuple[str, ...] = ()
 
 
 def find_dir(root: Path, *candidates: str) -> Path | None:

@@ -42,7 +42,7 @@ def build_lol(ctx: BuildContext) -> BuildResult:
                 res.add(split, *pair_dirs(ctx, f"LOL {split}", low, high, "low_light", "LOL"))
                 res.notes.append(f"{split}: {low.parent}")
                 break
-    if not res.splits and not res.problems:
+    if not res.found and not res.problems:
         res.problems.append(layout_problem(ctx, LOL_LAYOUT))
     return res
 

@@ -63,10 +63,10 @@ def build_rain_merged(ctx: BuildContext) -> BuildResult:
             if entry.is_dir() and inp and tgt:
                 res.add(f"test_{entry.name}", *pair_dirs(ctx, f"rain test {entry.name}", inp, tgt, "rain", entry.name,
                                                           **kw))
-        missing = [s for s in MERGED_TEST_SETS if f"test_{s}" not in res.splits]
+        missing = [s for s in MERGED_TEST_SETS if f"test_{s}" not in res.found]
         if missing:
             res.notes.append("test sets not found: " + ", ".join(missing))
-    if not res.splits and not res.problems:
+    if not res.found and not res.problems:
         res.problems.append(layout_problem(ctx, MERGED_LAYOUT))
     return res
 
@@ -90,7 +90,7 @@ def build_rain1400(ctx: BuildContext) -> BuildResult:
                                           lq_key=regex_key(r"(.+)_\d+"), many_to_one=True,
                                           lq_desc="<n>_<k> (e.g. 901_3.jpg)", gt_desc="<n> (e.g. 901.jpg)"))
                 break
-    if not res.splits and not res.problems:
+    if not res.found and not res.problems:
         res.problems.append(layout_problem(ctx, RAIN1400_LAYOUT))
     return res
 

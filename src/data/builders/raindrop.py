@@ -28,6 +28,6 @@ def build_raindrop(ctx: BuildContext) -> BuildResult:
             res.add(split, *pair_dirs(ctx, f"Raindrop {split}", data, gt, "raindrop", "Raindrop",
                                       lq_key=regex_key(r"(.+)_rain"), gt_key=regex_key(r"(.+)_clean"),
                                       lq_desc="<n>_rain.<ext>", gt_desc="<n>_clean.<ext>"))
-    if not res.splits and not res.problems:
+    if not res.found and not res.problems:
         res.problems.append(layout_problem(ctx, RAINDROP_LAYOUT))
     return res

@@ -69,9 +69,9 @@ def build_reside(ctx: BuildContext) -> BuildResult:
         if hazy and clear:
             _pair(ctx, res, f"sots_{part}", hazy, clear, source)
     rtts = find_dir(ctx.root, "RTTS/JPEGImages", "RTTS")
-    if rtts is not None and list_images(rtts):
+    if rtts is not None:
         res.add("rtts", unpaired_rows(ctx, list_images(rtts), "haze", "RTTS"), notes=[f"rtts: {rtts}"])
-    if not res.splits and not res.problems:
+    if not res.found and not res.problems:
         res.problems.append(layout_problem(ctx, RESIDE_LAYOUT))
     return res
 

@@ -74,10 +74,10 @@ def build_snow100k(ctx: BuildContext) -> BuildResult:
             res.add(f"test_{size}", *pair_dirs(ctx, f"Snow100K-{size}", syn, gt, "snow", f"Snow100K-{size}"))
             res.notes.append(f"test_{size}: {d}")
     real = found.get("realistic")
-    if real is not None and list_images(real):
+    if real is not None:
         res.add("realistic", unpaired_rows(ctx, list_images(real), "snow", "Snow100K-realistic"),
                 notes=[f"realistic: {real}"])
-    if not res.splits and not res.problems:
+    if not res.found and not res.problems:
         res.problems.append(layout_problem(ctx, SNOW100K_LAYOUT))
     return res
 

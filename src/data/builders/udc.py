@@ -34,7 +34,7 @@ def _udc_builder(name: str, source: str):
                 lq, hq = find_dir(base, f"{entry.name}/LQ"), find_dir(base, f"{entry.name}/HQ")
                 if entry.is_dir() and lq and hq:
                     res.add(entry.name.lower(), *pair_dirs(ctx, f"{source} {entry.name}", lq, hq, "unknown", source))
-        if not res.splits and not res.problems:
+        if not res.found and not res.problems:
             res.problems.append(layout_problem(ctx, layout))
         return res
 
