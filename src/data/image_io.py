@@ -75,8 +75,13 @@ def probe_image(path: str | os.PathLike, convert: bool = False) -> ImageInfo:
 
 def read_image(path: str | os.PathLike, convert: bool = False) -> np.ndarray:
     """Decode an image fully as upright ``uint8`` H×W×3 RGB; raises :class:`ImageProblem` naming the file on any
-    problem (see the module docstring; other modes and bit depths are converted with ``convert=True``)."""
-    px = decode_image(path, check=_policy(convert)).pixels
+    problem (see the module docstring; other modes and bit depths are converted with ``convert=True``).
+
+    The file is decoded before the policy is applied, so a file the reader refuses (truncated, ...) gets the
+    reader's message whatever its mode."""
+    decoded = decode_image(path)
+    _policy(convert)(decoded.info)
+    px = decoded.pixels
     if px.dtype == np.uint16:
         px = ((px.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257): no ties for integers
     c = px.shape[2]

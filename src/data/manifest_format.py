@@ -187,8 +187,8 @@ def _row_problem(row: Row) -> str | None:
     if not row.source:
         return "empty source"
     for p in (row.lq, row.gt):
-        if p is not None and (os.path.isabs(p) or p.startswith("..")):
-            return f"path {p!r} is not relative to the data root"
+        if p is not None and (os.path.isabs(p) or ".." in p.replace("\\", "/").split("/")):
+            return f"path {p!r} is not inside the data root (absolute, or with '..')"
         if p is not None and any(ord(c) < 32 and c not in "\t\n" for c in p):
             return f"path {p!r} contains a control character (a NUL byte or similar)"
     return None
@@ -232,6 +232,8 @@ def _decode_text(path: Path) -> str:
 
 def _read_rows(path: Path) -> tuple[list[Row], list[Problem], int]:
     """Rows and format problems of a manifest file; the third value is the number of data rows with problems."""
+    if path.exists() and not path.is_file():
+        raise FileNotFoundError(f"manifest {path} is not a file")
     if not path.is_file():
         raise FileNotFoundError(
             f"manifest {path} not found: build it with `python -m src.data.manifests build <dataset> --root "
@@ -362,6 +364,9 @@ def check_rows(rows: Sequence[Row], data_root: str | os.PathLike, level: str = "
     _check_choice("level", level, CHECK_LEVELS)
     _check_choice("on_error", on_error, ON_ERROR)
     root = Path(data_root)
+    if level != "none" and rows and not root.is_dir():
+        raise FileNotFoundError(f"data root {root} is not a folder (the manifests' paths are relative to it: "
+                                "--data-root, or paths.data_dir / the UIR_DATA environment variable)")
     where = where or (lambda i: rows[i].origin or f"{what} row {i + 1}")
     if level == "none":
         return CheckReport(list(rows))

@@ -164,6 +164,8 @@ def build_manifests(name: str, root: str | os.PathLike, data_root: str | os.Path
     data_root = _abs(data_root) if data_root is not None else default_data_root(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{name}: dataset root {root} is not a folder.\nExpected layout:\n{builder.layout}")
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise FileNotFoundError(f"output folder {out_dir} exists and is not a folder")
     ctx = BuildContext(name=name, root=root, data_root=data_root)
     result = builder.fn(ctx)
     earlier = dataset_manifests(out_dir, name) if out_dir is not None else []

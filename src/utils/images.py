@@ -43,7 +43,6 @@ import struct
 import threading
 import warnings
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -287,18 +286,11 @@ def probe_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PI
         return _header(im, path, max_pixels)
 
 
-def decode_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 check: Callable[[ImageInfo], None] | None = None) -> DecodedImage:
-    """Decode ``path`` fully and upright (see :class:`DecodedImage`); raises :class:`ImageReadError`.
-
-    ``check(info)``, if given, runs on the header before the pixels are decoded (a caller's policy, e.g. the
-    datasets' 8-bit RGB), so a refused file costs no decoding.
-    """
+def decode_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode ``path`` fully and upright (see :class:`DecodedImage`); raises :class:`ImageReadError`."""
     path = Path(path)
     with _open(path) as im:
         info = _header(im, path, max_pixels)
-        if check is not None:
-            check(info)
         notes = [f"{info.frames} frames: only the first is read"] if info.frames > 1 else []
         icc = im.info.get("icc_profile") or None
         try:
@@ -318,6 +310,11 @@ def decode_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_P
                 wide = _read_tiff16(path)
         except ImportError as e:
             notes.append(f"16-bit colour read at 8 bits ({e.name} is not installed)")
+        except ImageReadError:
+            raise
+        except Exception as e:  # tifffile / OpenCV on a corrupt file
+            raise ImageReadError(path, f"cannot be decoded (truncated or corrupt): {type(e).__name__}: {e}",
+                                 "a complete, decodable image file", "truncated") from None
         if wide is None and mode in _GRAY16_MODES:
             wide = np.asarray(im)
             if wide.dtype not in (np.uint16, np.int32) or (wide.size and (wide.min() < 0 or wide.max() > 65535)):

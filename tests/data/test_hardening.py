@@ -284,6 +284,10 @@ def _crafted(tmp_path: Path) -> dict[str, Path]:
     files["text.png"].write_text("hello")
     files["folder.png"].mkdir()
     Image.fromarray(np.zeros((4, 4), np.float32)).save(files["float.tif"])
+    gray = io.BytesIO()  # truncated and grayscale: the reader's refusal comes first, whatever the policy
+    Image.fromarray(RNG.integers(0, 256, (32, 32), dtype=np.uint8)).save(gray, "PNG")
+    files["gray_truncated.png"] = d / "gray_truncated.png"
+    files["gray_truncated.png"].write_bytes(gray.getvalue()[: len(gray.getvalue()) // 2])
     buf = io.BytesIO()
     Image.fromarray(RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, "JPEG")
     files["truncated.jpg"] = d / "truncated.jpg"
@@ -334,7 +338,7 @@ def test_datasets_and_restore_accept_the_same_files(tmp_path):
 
 def test_oversized_images_are_refused_before_decoding_with_one_message(tmp_path, monkeypatch):
     path = rgb(tmp_path / "big.png", (40, 30))
-    monkeypatch.setattr(image_io, "decode_image", lambda p, check=None: images.decode_image(p, 1000, check))
+    monkeypatch.setattr(image_io, "decode_image", lambda p: images.decode_image(p, 1000))
     monkeypatch.setattr(image_io, "_probe", lambda p: images.probe_image(p, 1000))
     with pytest.raises(images.ImageReadError, match="1,200 pixels is more than the limit of 1,000") as a:
         images.read_image(path, max_pixels=1000)
@@ -351,3 +355,60 @@ def test_worker_errors_keep_their_type_through_the_dataloader(tmp_path):
     loader = torch.utils.data.DataLoader(ds, batch_size=1, sampler=[12], num_workers=1)
     with pytest.raises(images.ImageReadError, match=r"train\.csv line 14: .*blur/0\.png: cannot be decoded"):
         next(iter(loader))
+
+
+def test_more_malformed_inputs_are_named(tmp_path, capsys):
+    import tifffile
+
+    deep = tmp_path / "deep.tif"
+    tifffile.imwrite(deep, RNG.integers(0, 65536, (32, 32, 3)).astype(np.uint16), photometric="rgb",
+                     compression="zlib")
+    deep.write_bytes(deep.read_bytes()[: deep.stat().st_size * 2 // 3])
+    for read in (images.read_image, lambda p: image_io.read_image(p, convert=True)):
+        with pytest.raises(images.ImageReadError, match="deep.tif: cannot be decoded"):
+            read(deep)
+    m = tmp_path / "m.csv"
+    m.write_text("lq,gt,task,source\nsets/../../etc/passwd,,haze,X\n")
+    with pytest.raises(ManifestError, match="line 2: .*is not inside the data root"):
+        read_manifest(m)
+    write_manifest([Row("a.png", None, "haze", "X")], m)
+    with pytest.raises(FileNotFoundError, match="data root .*nowhere is not a folder"):
+        validate_manifest(m, tmp_path / "nowhere")
+    assert main(["validate", str(m), "--data-root", str(tmp_path / "nowhere")]) == 2
+    lol = lol_tree(tmp_path / "data")
+    (tmp_path / "file").write_text("x")
+    assert main(["build", "lol", "--root", str(lol), "--out", str(tmp_path / "file")]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["build", "lol", "--root", str(lol), "--jobs", "0"])
+    assert e.value.code == 2 and "expected a whole number >= 1" in capsys.readouterr().err
+
+
+def test_lightning_fit_with_skip_sees_clean_batches_and_reports_every_epoch(tmp_path, caplog):
+    import lightning as L
+
+    data, m = _five_task_data(tmp_path, bad="snow/2.png")
+    seen = []
+
+    class Probe(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def training_step(self, batch, _):
+            seen.append((sorted(batch), torch.bincount(batch["task"], minlength=len(TASKS)).tolist()))
+            return (batch["lq"].mean() - self.w) ** 2
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    dm = DiffUIRDataModule(str(data), train_manifests=[str(m)], testsets={}, batch_size=10, train_samples=30,
+                           num_workers=0, patch_size=8, on_bad_sample="skip")
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    with caplog.at_level(logging.INFO, logger="src.data.manifest_datamodule"):
+        trainer.fit(Probe(), datamodule=dm)
+    assert len(seen) == 6 and all(keys == ["gt", "lq", "task"] for keys, _ in seen)
+    assert all(c[:7] == [0, 1, 4, 2, 0, 2, 1] for _, c in seen)  # 4/1/2/2/1 per batch, substitutes included
+    reports = [r.message for r in caplog.records if "were replaced by another sample" in r.message]
+    assert [r.split(":")[0] for r in reports] == ["epoch 0", "epoch 1"]
+    assert all(1 <= int(r.split(": ")[1].split()[0]) <= 2 for r in reports)  # 6 snow draws of 3 rows, 1 bad
