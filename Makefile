@@ -3,7 +3,7 @@ PY      ?= .venv/bin/python
 THREADS ?= 2
 ENV      = OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
-.PHONY: setup demo train restore test test-full eval bench complexity lint clean
+.PHONY: setup demo train restore test test-full eval bench complexity lint clean app test-browser
 
 setup: .venv/.installed  ## create .venv and install the suite with its dev tools
 
@@ -25,6 +25,18 @@ restore: setup  ## make restore ARGS="photos/ --ckpt logs/.../checkpoints/last.c
 
 test: setup  ## fast tests (CI): skips slow and GPU tests
 	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+app: setup  ## the web app on 127.0.0.1:7860: make app [CKPT=path] [ARGS="--ckpt other.ckpt --host 0.0.0.0"]
+	@$(PY) -c "import gradio" 2>/dev/null || .venv/bin/pip install -q -e ".[app]"
+	@ckpt="$(CKPT)"; \
+	if [ -z "$$ckpt" ]; then ckpt=$$(ls -1 logs/diffuir_t_demo/runs/*/checkpoints/last.ckpt 2>/dev/null | sort | tail -n 1); fi; \
+	$(ENV) $(PY) -m src.app $${ckpt:+--ckpt $$ckpt} $(ARGS)
+
+test-browser: setup  ## src.app driven in headless Chromium (installs Debian's chromium, .[app] and playwright)
+	@[ -x /usr/bin/chromium ] || { s=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$s apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -qq chromium; }
+	@$(PY) -c "import gradio, playwright" 2>/dev/null || .venv/bin/pip install -q -e ".[browser]"
+	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q -m browser tests/test_app_browser.py
 
 test-full: setup  ## every CPU test, the slow ones included
 	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not gpu"

@@ -30,16 +30,19 @@ def compose_eval(overrides, output_dir):
         return compose(config_name="eval", overrides=[*overrides, f"paths.output_dir={output_dir}"])
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
+def save_tiny_checkpoint(path):
     """A suite checkpoint of a DiffUIR-T-shaped network of width 8, with its model config inside."""
     cfg = compose_train(TINY_MODEL)
     torch.manual_seed(0)
     model = instantiate(cfg.model)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     torch.save({"state_dict": model.state_dict(), "uir_model_config": OmegaConf.to_container(cfg.model, resolve=True)},
                path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
 
 
 def _read_csv(path):
