@@ -46,7 +46,14 @@ from src.reporting.report import (
     write_report,
     write_set_table_csv,
 )
-from src.utils.checkpoints import load_model_from_checkpoint
+from src.utils.checkpoints import (
+    CheckpointMismatchError,
+    build_from_config,
+    is_export,
+    load_restoration_model,
+    load_state_dict_checked,
+    read_checkpoint,
+)
 from src.utils.distributed import gather_objects
 from src.utils.instantiate import instantiate_dict, set_threads
 
@@ -65,7 +72,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> Path:
         raise ValueError(f"ckpt_path is required: {hint}" + (f"\nnewest found under {cfg.paths.log_dir}:{listed}"
                                                              if found else ""))
     path = Path(str(cfg.ckpt_path)).expanduser()
-    if not path.is_file():
+    if not (path.is_file() or is_export(path)):  # a file, or an export folder of src.export
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise FileNotFoundError(f"ckpt_path={path} {what} (resolved: {path.resolve()}): {hint}")
     return path
@@ -79,23 +86,20 @@ def load_restorer(cfg: DictConfig, path: Path) -> L.LightningModule:
       mismatch says to pass the experiment the checkpoint was trained with);
     * official DiffUIR releases (``{'model', 'ema', ...}``): ``cfg.model`` with ``init_from_official=path``.
     """
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # never runs code from the file
-    except Exception as e:
-        raise ValueError(f"{path} cannot be read as a weights-only torch checkpoint: {type(e).__name__}: {e}") from e
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{path} is not a checkpoint dict (got {type(ckpt).__name__})")
-    if "uir_model_config" in ckpt:
-        model = load_model_from_checkpoint(path)
+    if is_export(path):  # src.export's folder: safetensors + config.yaml, no pickle
+        return load_restoration_model(path).eval()
+    ckpt = read_checkpoint(path)  # weights-only (never runs code from the file); clear errors for bad files
+    if "uir_model_config" in ckpt:  # the stored config passes the suite's allowlist before anything is built
+        model = build_from_config(ckpt["uir_model_config"], ckpt.get("state_dict"), source=str(path))
     elif "state_dict" in ckpt:
         model = instantiate(cfg.model)
         try:
-            model.load_state_dict(ckpt["state_dict"])
-        except RuntimeError as e:
+            load_state_dict_checked(model, ckpt["state_dict"], str(path),
+                                    asked=f"the config (experiment={cfg.get('task_name')}) asks for")
+        except CheckpointMismatchError as e:
             raise RuntimeError(
-                f"{path} does not fit the model config (experiment={cfg.get('task_name')}): pass the experiment the "
-                f"checkpoint was trained with, e.g. experiment=diffuir_t_demo for `make demo`'s checkpoint.\n{e}"
-            ) from e
+                f"{e}\npass the experiment the checkpoint was trained with, e.g. experiment=diffuir_t_demo for "
+                "`make demo`'s checkpoint") from None
         model.model_config = OmegaConf.to_container(cfg.model, resolve=True)
     elif "ema" in ckpt or "model" in ckpt:
         model = instantiate(cfg.model, init_from_official=str(path))

@@ -4,7 +4,8 @@
 
 Inputs are files (tried whatever their extension), folders (their image files; ``--recursive`` for sub-folders)
 or glob patterns (quoted, so that ``**`` works). The model is rebuilt from the checkpoint alone
-(:func:`src.utils.checkpoints.load_model_from_checkpoint`): DiffUIR, Diff-Restorer or any later model of the suite.
+(:func:`src.utils.checkpoints.load_restoration_model`: a ``.ckpt`` or an export folder of ``src.export``;
+weights-only, and the stored config may build only suite classes): DiffUIR, Diff-Restorer or any later model.
 
 What it does, per image: read it upright (:mod:`src.utils.images`: grayscale, RGBA, 16-bit and EXIF-rotated inputs
 are handled as documented there), pad it to the model's size multiple, restore it — in one pass, or tile by tile
@@ -24,9 +25,12 @@ The model protocol (duck-typed, so new models need no change here):
 * optional ``preferred_precision`` (``"32"``, ``"bf16"`` or ``"16"``): what ``--precision auto`` uses on CUDA
   (float32 otherwise, and for models that do not say).
 
-Safety: unreadable and non-image files are reported and skipped (exit status 1 if any failed); an input is never
-overwritten (an output path equal to an input is an error); outputs are written to a temporary file and renamed,
-so a killed run leaves no truncated image; a rerun skips images whose output exists unless ``--overwrite``.
+Safety: flags and input paths are checked before the model loads (nonsense values such as ``--tile -5`` or
+``--steps 0`` are usage errors, exit 2); unreadable and non-image files, broken and looping symbolic links are
+reported and skipped (exit status 1 if any failed); an input is never overwritten (an output path equal to an
+input is an error); outputs are written to a temporary file and renamed, so a killed run leaves no truncated
+image, and the temporary files a killed run left in the output folders are removed at the next start (a line
+says so); a rerun skips images whose output exists unless ``--overwrite``.
 
 The CLI is argparse, not Hydra: it takes lists of paths and shell globs (awkward in Hydra's override grammar),
 needs no config composition (the model's config travels inside the checkpoint), and should not create Hydra run
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import glob
 import inspect
 import math
@@ -51,6 +56,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from src.utils.atomic import describe_cleanup, remove_stale_temporaries
+from src.utils.checkpoints import load_restoration_model, parameter_count
 from src.utils.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, read_image, write_image
 from src.utils.tiling import BlockNoise, mix_seed, pad_to_multiple, tile_boxes, tiled_apply
 
@@ -116,17 +123,51 @@ def _noise_route(model) -> str | None:
     return None
 
 
+def check_settings(steps: int | None = None, seed: int = 0, tile: int = 0, overlap: int = 0, tile_batch: int = 1,
+                   jpeg_quality: int = 95, max_pixels: int = 0, threads: int | None = None) -> list[str]:
+    """What is wrong with these restoration settings (flag names as on the command line); [] if nothing.
+
+    Checked before any model is loaded: values that make no sense are refused, never silently replaced.
+    """
+    problems = []
+    if steps is not None and steps < 1:
+        problems.append(f"--steps {steps}: the number of sampling steps must be at least 1 (omit it for the "
+                        "model's own)")
+    if not 0 <= seed < 2**63:
+        problems.append(f"--seed {seed}: must be in [0, 2^63)")
+    if tile < 0:
+        problems.append(f"--tile {tile}: must be a tile side in pixels, or 0 to never tile")
+    if overlap < 0:
+        problems.append(f"--tile-overlap {overlap}: must be 0 or more pixels")
+    elif tile > 0 and overlap >= tile:
+        problems.append(f"--tile-overlap {overlap}: must be smaller than --tile {tile}")
+    if tile_batch < 1:
+        problems.append(f"--tile-batch {tile_batch}: must be at least 1 tile per model call")
+    if not 1 <= jpeg_quality <= 100:
+        problems.append(f"--jpeg-quality {jpeg_quality}: must be in 1..100")
+    if max_pixels < 0:
+        problems.append(f"--max-pixels {max_pixels}: must be 0 (no limit) or a positive pixel count")
+    if threads is not None and threads < 1:
+        problems.append(f"--threads {threads}: must be at least 1")
+    return problems
+
+
 class Restorer:
     """Restores H×W×3 float images with a model of the suite: padding, tiling, seeded noise, precision.
 
     ``tile``: sides above it (after padding) are restored in ``tile``×``tile`` tiles overlapping by ``overlap``
     pixels, ``tile_batch`` tiles per model call; 0 restores every image in one pass. ``seed`` fixes the noise.
+    Settings that make no sense (``steps`` < 1, negative ``tile`` / ``overlap``, ...) raise :class:`ValueError`.
+    Used by ``src.restore`` and the app alike.
     """
 
     def __init__(self, model, device: torch.device | str = "cpu", precision: str = "32", steps: int | None = None,
                  seed: int = 0, tile: int = 512, overlap: int = 64, tile_batch: int = 1):
         if not callable(getattr(model, "restore", None)):
             raise TypeError(f"{type(model).__name__} has no restore(lq, steps, generator) method")
+        problems = check_settings(steps=steps, seed=seed, tile=tile, overlap=overlap, tile_batch=tile_batch)
+        if problems:
+            raise ValueError("; ".join(problems))
         self.model, self.device = model, torch.device(device)
         self.precision, self.steps, self.seed = precision, steps, int(seed)
         self.multiple = size_multiple(model)
@@ -219,6 +260,17 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def _broken_link_reason(path: Path) -> str:
+    """Why a symbolic link cannot be followed: a loop, or a missing target."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop (the link points back to itself), skipped"
+        return f"broken symbolic link (its target {os.readlink(path)} does not exist), skipped"
+    return "symbolic link cannot be followed, skipped"
+
+
 def collect_inputs(specs: list[str], recursive: bool = False,
                    exclude: Path | None = None) -> tuple[list[tuple[Path, Path]], Plan]:
     """(input file, relative output name) pairs, and a plan holding the specs that matched nothing.
@@ -226,6 +278,7 @@ def collect_inputs(specs: list[str], recursive: bool = False,
     Files named one by one are always tried; files found by scanning a folder or expanding a pattern are taken
     when their extension is an image extension (others are listed as ignored). Hidden files, and files under
     ``exclude`` (the output folder, e.g. inside a recursively scanned input folder), are skipped by scans.
+    Symbolic links that loop or point nowhere are reported as failed inputs, not dropped.
     """
     plan, found, seen = Plan(), [], set()
     excluded = os.path.realpath(exclude) if exclude is not None else None
@@ -241,9 +294,13 @@ def collect_inputs(specs: list[str], recursive: bool = False,
 
     for spec in specs:
         path = Path(spec)
-        if path.is_dir():
-            files = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if p.is_file()
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if path.is_symlink() and not path.exists():
+            plan.failed.append((spec, _broken_link_reason(path)))
+        elif path.is_dir():
+            entries = [p for p in (path.rglob("*") if recursive else path.iterdir())
+                       if not any(part.startswith(".") for part in p.relative_to(path).parts)]
+            plan.failed += [(str(p), _broken_link_reason(p)) for p in entries if p.is_symlink() and not p.exists()]
+            files = sorted(p for p in entries if p.is_file())
             images = [p for p in files if _is_image_name(p)]
             plan.ignored += [p for p in files if not _is_image_name(p)]
             if not images:
@@ -316,6 +373,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def load_restorer(ckpt: str | Path, device: torch.device | str = "cpu", precision: str = "auto",
+                  steps: int | None = None, seed: int = 0, tile: int = 512, overlap: int = 64,
+                  tile_batch: int = 1) -> tuple[torch.nn.Module, Restorer]:
+    """(model, :class:`Restorer`) for a checkpoint or export folder, through the suite's one safe loader
+    (:func:`src.utils.checkpoints.load_restoration_model`); errors as that function's."""
+    device = torch.device(device)
+    model = load_restoration_model(ckpt, map_location="cpu").to(device).eval()
+    restorer = Restorer(model, device, pick_precision(precision, device, model), steps, seed, tile, overlap,
+                        tile_batch)
+    return model, restorer
+
+
 def _progress(total: int, disable: bool, **kwargs):
     from tqdm.auto import tqdm
 
@@ -331,10 +400,19 @@ def _say(message: str, bar=None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    problems = check_settings(args.steps, args.seed, args.tile, args.tile_overlap, args.tile_batch,
+                              args.jpeg_quality, args.max_pixels, args.threads)
+    if problems:
+        print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
+        return EXIT_USAGE
     if args.threads:
         torch.set_num_threads(args.threads)
     out_dir = Path(args.out)
     try:
+        ckpt = Path(args.ckpt)
+        if not ckpt.exists():
+            raise ValueError(f"--ckpt {ckpt}: checkpoint not found (a .ckpt written by src.train, or an export "
+                             "folder of src.export)")
         device = pick_device(args.device)
         pick_precision(args.precision, device)  # validates the flag before the model is loaded
         if out_dir.exists() and not out_dir.is_dir():
@@ -352,27 +430,32 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no input images", file=sys.stderr)
         return EXIT_USAGE
 
-    from src.utils.checkpoints import load_model_from_checkpoint
+    if not plan.jobs:  # every input failed: say why without loading a model
+        print("\n".join(["restored 0, skipped 0 (output exists; --overwrite to redo), "
+                         f"failed {len(plan.failed)}: nothing to restore", "failed:",
+                         *(f"  {src}: {reason}" for src, reason in plan.failed)]), flush=True)
+        return EXIT_FAILED
 
     started = time.perf_counter()
     try:
-        model = load_model_from_checkpoint(args.ckpt, map_location="cpu").to(device).eval()
-        precision = pick_precision(args.precision, device, model)
-        restorer = Restorer(model, device, precision, args.steps, args.seed, args.tile, args.tile_overlap,
-                            args.tile_batch)
+        model, restorer = load_restorer(args.ckpt, device, args.precision, args.steps, args.seed, args.tile,
+                                        args.tile_overlap, args.tile_batch)
     except (FileNotFoundError, KeyError, TypeError, ValueError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as e:  # a corrupt or foreign file: torch / pickle / instantiate errors
+    except Exception as e:  # a model that fails to build (e.g. frozen weight files it names are missing)
         print(f"error: cannot load a model from {args.ckpt}: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_USAGE
+    precision = restorer.precision
     target = (getattr(model, "model_config", None) or {}).get("_target_", type(model).__name__)
-    params = sum(p.numel() for p in model.parameters())
-    print(f"model: {type(model).__name__} ({target}, {params:,} parameters) from {args.ckpt}\n"
+    print(f"model: {type(model).__name__} ({target}, {parameter_count(model):,} parameters) from {args.ckpt}\n"
           f"device: {device}, precision: {precision}, steps: {args.steps or 'model default'}, seed: {args.seed}, "
           f"tiles: {f'{restorer.tile} px, overlap {restorer.overlap}' if restorer.tile else 'off'}\n"
           f"{len(plan.jobs)} image(s) -> {out_dir}", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+    cleanup = describe_cleanup(*remove_stale_temporaries(sorted({j.output.parent for j in plan.jobs})))
+    if cleanup:
+        print(f"{out_dir}: {cleanup}", flush=True)
     loaded_in, started = time.perf_counter() - started, time.perf_counter()
 
     restored: list[Job] = []

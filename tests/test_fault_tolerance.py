@@ -270,6 +270,33 @@ def test_failed_checkpoint_write_leaves_previous_file_intact(tmp_path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
+def test_leftover_temporaries_of_a_killed_run_are_removed_at_the_next_start(tmp_path, caplog):
+    """A kill while saving leaves `.last.ckpt.<random>.tmp` (zero bytes or partial): the next start removes it
+    from the folder of the checkpoint it resumes from and from its own checkpoint folder, and says so; a fresh
+    temporary (another process may be writing it) and other hidden files are left alone."""
+    first = tmp_path / "first"
+    _fit(_cfg(first, every=2, steps=2))
+    old_dir, new_dir = first / "checkpoints", tmp_path / "second" / "checkpoints"
+    new_dir.mkdir(parents=True)
+    stale = [old_dir / ".last.ckpt.k3j_x9ab.tmp", old_dir / ".step_0000004.ckpt.0a1b2c3d.tmp",
+             new_dir / ".last.ckpt.zz99yy88.tmp"]
+    stale[0].write_bytes(b"")
+    stale[1].write_bytes(b"PK\x03\x04partial")
+    stale[2].write_bytes(b"")
+    recent, foreign = old_dir / ".last.ckpt.recent12.tmp", old_dir / ".notes.tmp"
+    recent.write_bytes(b"")
+    foreign.write_text("a user's file")
+    for p in [*stale, foreign]:
+        os.utime(p, (time.time() - 3600, time.time() - 3600))
+    with caplog.at_level(logging.WARNING):
+        _fit(_cfg(tmp_path / "second", every=2, steps=4), ckpt_path=old_dir / "last.ckpt")
+    assert not any(p.exists() for p in stale)
+    assert recent.exists() and foreign.exists()
+    text = caplog.text
+    assert "removed 3 leftover temporary file(s) of an interrupted run" in text
+    assert "left 1 recent temporary file(s)" in text and str(recent) in text
+
+
 # ------------------------------------------------------------------------------------------------ building blocks
 def test_resumable_sampler_yields_randomsampler_order_and_resumes():
     data = list(range(10))

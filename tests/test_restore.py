@@ -168,6 +168,25 @@ def test_a_failed_write_leaves_no_partial_output(ckpt, tmp_path, capsys, monkeyp
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_leftover_temporaries_in_the_output_folder_are_removed_and_reported(ckpt, tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    Image.fromarray(_u8(16, 16, 3)).save(tmp_path / "a.png")
+    leftovers = [out / ".a.png.ab12cd34.tmp", out / ".b.png.xx_yy_zz.tmp"]
+    for p in leftovers:
+        p.write_bytes(b"")
+        os.utime(p, (0, 0))
+    keep = [out / ".mine.tmp", out / "sub" / ".c.png.ab12cd34.tmp"]  # not ours / not a folder written to
+    for p in keep:
+        p.write_bytes(b"")
+        os.utime(p, (0, 0))
+    assert main([str(tmp_path / "a.png"), "--ckpt", str(ckpt), "--out", str(out), *FAST]) == 0
+    text = capsys.readouterr().out
+    assert f"{out}: removed 2 leftover temporary file(s) of an interrupted run" in text
+    assert not any(p.exists() for p in leftovers) and all(p.exists() for p in keep)
+    assert (out / "a.png").is_file()
+
+
 def test_same_seed_same_output_other_seed_other_output(model):
     img = RNG.random((24, 40, 3)).astype(np.float32)
     a, b = Restorer(model, seed=3).restore(img), Restorer(model, seed=3).restore(img)
@@ -226,10 +245,25 @@ def test_real_diffuir_tiled_is_close_to_untiled_on_stationary_content(model):
     assert diff.mean() < 0.01 and diff.mean() < 0.1 * change and diff.max() < 0.15
 
 
-def test_detected_degradation_is_printed_for_models_that_have_a_classifier(ckpt, tmp_path, capsys):
+def test_detected_degradation_is_printed_for_models_that_have_a_classifier(ckpt, tmp_path, capsys, monkeypatch):
     state = torch.load(ckpt, weights_only=True)
     state["uir_model_config"]["_target_"] = "tests.test_restore.DiffUIRWithDetector"
     torch.save(state, tmp_path / "detector.ckpt")
+    # a checkpoint may build only suite classes: this test class is refused from a file ...
+    Image.fromarray(np.full((16, 16, 3), 20, np.uint8)).save(tmp_path / "dark.png")
+    assert main([str(tmp_path / "dark.png"), "--ckpt", str(tmp_path / "detector.ckpt"), "--out",
+                 str(tmp_path / "o"), *FAST]) == 2
+    assert "is refused" in capsys.readouterr().err
+
+    def load_detector(path, map_location="cpu"):  # ... so the test builds it itself, with the checkpoint's weights
+        from hydra.utils import instantiate
+
+        model = instantiate(state["uir_model_config"])
+        model.load_state_dict(state["state_dict"])
+        model.model_config = state["uir_model_config"]
+        return model.eval()
+
+    monkeypatch.setattr("src.restore.load_restoration_model", load_detector)
     Image.fromarray(np.full((16, 16, 3), 20, np.uint8)).save(tmp_path / "dark.png")
     Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(tmp_path / "bright.png")
     rc = main([str(tmp_path / "dark.png"), str(tmp_path / "bright.png"), "--ckpt", str(tmp_path / "detector.ckpt"),
@@ -264,10 +298,71 @@ def test_checkpoint_problems_are_usage_errors(tmp_path, capsys):
     torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
     (tmp_path / "text.ckpt").write_text("not a checkpoint")
     for name, message in (("missing.ckpt", "checkpoint not found"), ("foreign.ckpt", "has no 'uir_model_config'"),
-                          ("text.ckpt", "cannot load a model")):
+                          ("text.ckpt", "is not a torch checkpoint")):
         rc = main([str(tmp_path / "a.png"), "--ckpt", str(tmp_path / name), "--out", str(tmp_path / "out"), *FAST])
         assert rc == 2 and message in capsys.readouterr().err, name
     assert not (tmp_path / "out").exists()
+
+
+def test_nonsense_flags_are_usage_errors_before_the_model_loads(tmp_path, capsys):
+    Image.fromarray(_u8(16, 16, 3)).save(tmp_path / "a.png")
+    missing = tmp_path / "no.ckpt"  # never reached: the flags are checked first
+    for flags, message in ((["--tile", "-5"], "--tile -5: must be a tile side"),
+                           (["--steps", "0"], "--steps 0: the number of sampling steps must be at least 1"),
+                           (["--steps", "-3"], "--steps -3"),
+                           (["--tile-overlap", "-1"], "--tile-overlap -1: must be 0 or more"),
+                           (["--tile", "64", "--tile-overlap", "64"], "must be smaller than --tile 64"),
+                           (["--tile-batch", "0"], "--tile-batch 0"),
+                           (["--jpeg-quality", "0"], "--jpeg-quality 0"),
+                           (["--max-pixels", "-1"], "--max-pixels -1"),
+                           (["--threads", "0"], "--threads 0"),
+                           (["--seed", "-1"], "--seed -1")):
+        rc = main([str(tmp_path / "a.png"), "--ckpt", str(missing), "--out", str(tmp_path / "out"), *flags,
+                   "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and "checkpoint" not in err, (flags, err)
+    with pytest.raises(ValueError, match="--steps 0"):
+        Restorer(PointwiseRestorer(), steps=0)
+    with pytest.raises(ValueError, match="--tile -5"):
+        Restorer(PointwiseRestorer(), tile=-5)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_checkpoint_and_bad_inputs_are_named_before_loading(tmp_path, capsys):
+    Image.fromarray(_u8(16, 16, 3)).save(tmp_path / "a.png")
+    rc = main([str(tmp_path / "a.png"), "--ckpt", str(tmp_path / "no.ckpt"), "--out", str(tmp_path / "out"),
+               "--no-progress"])
+    assert rc == 2 and "--ckpt" in capsys.readouterr().err
+    # nothing to restore: the failures are listed without loading the (here unreadable) checkpoint
+    (tmp_path / "junk.ckpt").write_text("junk")
+    rc = main([str(tmp_path / "missing.png"), "--ckpt", str(tmp_path / "junk.ckpt"), "--out", str(tmp_path / "out"),
+               "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 1 and "missing.png: no such file or folder" in captured.out and "junk" not in captured.err
+
+
+def test_symlink_loops_and_broken_links_in_a_scanned_folder_are_reported(ckpt, tmp_path, capsys):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(_u8(16, 16, 3)).save(src / "good.png")
+    os.symlink("loop.png", src / "loop.png")              # points to itself
+    os.symlink("nowhere.png", src / "sub" / "dangling.png")
+    os.symlink(src / "sub" / "b.png", src / "sub" / "a.png")  # a two-link loop
+    os.symlink(src / "sub" / "a.png", src / "sub" / "b.png")
+    rc = main([str(src), "--recursive", "--ckpt", str(ckpt), "--out", str(tmp_path / "out"), *FAST])
+    text = capsys.readouterr().out
+    assert rc == 1 and "restored 1" in text and "failed 4" in text
+    assert f"{src / 'loop.png'}: symbolic link loop" in text and f"{src / 'sub' / 'a.png'}: symbolic link loop" in text
+    assert f"{src / 'sub' / 'dangling.png'}: broken symbolic link (its target nowhere.png does not exist)" in text
+
+
+def test_parameter_count_is_the_restoring_network_once(ckpt, model, tmp_path, capsys):
+    Image.fromarray(_u8(16, 16, 3)).save(tmp_path / "a.png")
+    assert main([str(tmp_path / "a.png"), "--ckpt", str(ckpt), "--out", str(tmp_path / "out"), *FAST]) == 0
+    network = sum(p.numel() for p in model.eval_net.parameters())
+    assert network == sum(p.numel() for p in model.net.parameters())
+    assert sum(p.numel() for p in model.parameters()) == 2 * network  # the trained copy and its EMA
+    assert f"({model.model_config['_target_']}, {network:,} parameters)" in capsys.readouterr().out
 
 
 def test_python_dash_m_entry_point(ckpt, tmp_path):

@@ -13,11 +13,16 @@ image's encoder features and its own P_D (B_d of the stage-2 checkpoint on the s
 ``restore``.
 
 ``src.restore`` / ``src.eval`` rebuild models from one checkpoint file; ``save`` writes a small *pipeline
-checkpoint* that names the two checkpoints (absolute paths) and holds no weights::
+checkpoint* that names the two checkpoints (absolute paths) and holds no weights (the stage checkpoints are read
+weights-only through :mod:`src.utils.checkpoints`, their configs checked against the suite's allowlist)::
 
     python -m src.diff_restorer.pipeline --stage1 s1/last.ckpt --stage2 s2/last.ckpt --out pipeline.ckpt
     python -m src.restore photos/ --ckpt pipeline.ckpt --out restored/
     python -m src.eval experiment=diff_restorer_stage2 ckpt_path=pipeline.ckpt
+
+``python -m src.export --ckpt pipeline.ckpt --format safetensors --out DIR`` writes one self-contained folder
+instead: both stages' trained weights (``stage1.*``, ``stage2.*``) and a config that builds this class from the two
+stage configs (:meth:`DiffRestorerPipeline.export_config`).
 """
 
 from __future__ import annotations
@@ -43,12 +48,20 @@ class DiffRestorerPipeline(nn.Module):
         stage2: a :class:`~src.diff_restorer.stage2.DiffRestorerStage2` (its decoder and B_d are used), or None
             for the SD VAE decoder.
         sampling_steps: default UniPC steps (None: stage 1's, 20 in the paper).
+        share_clip: give stage 2 stage 1's CLIP encoder (the same frozen model: one copy, one forward pass).
+
+    Built by :meth:`from_checkpoints`, the weights live in the two stage checkpoints (``weights_from_files``: its
+    state dict is empty); built directly (e.g. from an export's config), its state dict is the stages' trained parts
+    under ``stage1.`` / ``stage2.``.
     """
 
     def __init__(self, stage1: DiffRestorerStage1, stage2: DiffRestorerStage2 | None = None,
-                 sampling_steps: int | None = None):
+                 sampling_steps: int | None = None, share_clip: bool = False):
         super().__init__()
+        if share_clip and stage2 is not None:
+            stage2.clip = stage1.clip
         self.stage1, self.stage2 = stage1, stage2
+        self.weights_from_files = False
         self.sampling_steps = int(sampling_steps or stage1.hparams.sampling_steps)
         self.pad_multiple = stage1.pad_multiple
         self.task_names = stage1.task_names
@@ -69,10 +82,9 @@ class DiffRestorerPipeline(nn.Module):
         if stage2_ckpt is not None:
             stage2 = DiffRestorerStage2.from_checkpoint(stage2_ckpt, sd_dir=sd_dir, clip_weights=clip_weights,
                                                         eval_mode="reconstruction", map_location=map_location)
-            clip1 = (stage1.model_config or {}).get("clip")
-            if clip1 is not None and clip1 == (stage2.model_config or {}).get("clip"):
-                stage2.clip = stage1.clip  # the same CLIP: one copy, one forward pass
-        pipe = cls(stage1, stage2, sampling_steps).requires_grad_(False)
+        share = stage2 is not None and same_clip(stage1.model_config, stage2.model_config)
+        pipe = cls(stage1, stage2, sampling_steps, share_clip=share).requires_grad_(False)
+        pipe.weights_from_files = True
         pipe.model_config = {"_target_": PIPELINE_TARGET, "stage1_ckpt": str(Path(stage1_ckpt).resolve()),
                              "stage2_ckpt": None if stage2_ckpt is None else str(Path(stage2_ckpt).resolve()),
                              "sd_dir": None if sd_dir is None else str(sd_dir),
@@ -92,15 +104,53 @@ class DiffRestorerPipeline(nn.Module):
             torch.save({"uir_model_config": dict(self.model_config), "state_dict": {}}, f)
         return path
 
+    def stage_state_dict(self) -> dict[str, torch.Tensor]:
+        """The stages' trained parts (their checkpoints' state dicts) under ``stage1.`` / ``stage2.``."""
+        out = {f"stage1.{k}": v for k, v in self.stage1.state_dict().items()}
+        if self.stage2 is not None:
+            out.update({f"stage2.{k}": v for k, v in self.stage2.state_dict().items()})
+        return out
+
+    def export_config(self) -> dict:
+        """A config that rebuilds this pipeline from the two stage configs (weights: :meth:`stage_state_dict`)."""
+        if self.stage1.model_config is None or (self.stage2 is not None and self.stage2.model_config is None):
+            raise RuntimeError("only a pipeline whose stages carry their model configs (from checkpoints) can be "
+                               "exported")
+        stage2 = None
+        if self.stage2 is not None:
+            stage2 = dict(self.stage2.stored_config())
+            stage2.update(eval_mode="reconstruction", stage1_ckpt=None)  # as from_checkpoints builds it
+        return {"_target_": f"{__name__}.DiffRestorerPipeline", "stage1": dict(self.stage1.model_config),
+                "stage2": stage2, "sampling_steps": self.sampling_steps, "share_clip": self.shared_clip}
+
     def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
-        """Empty: the weights live in the two stage checkpoints."""
-        return {} if destination is None else destination
+        """Empty when the weights live in the two stage checkpoints, else :meth:`stage_state_dict`."""
+        if self.weights_from_files:
+            return {} if destination is None else destination
+        state = {prefix + k: v for k, v in self.stage_state_dict().items()}
+        if destination is None:
+            return state
+        destination.update(state)
+        return destination
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        if state_dict:
-            raise RuntimeError("a DiffRestorerPipeline loads its weights from the stage checkpoints it names; "
-                               f"got a state dict with {len(state_dict)} entries")
-        return torch.nn.modules.module._IncompatibleKeys([], [])
+        if self.weights_from_files:
+            if state_dict:
+                raise RuntimeError("a DiffRestorerPipeline built from checkpoints loads its weights from the stage "
+                                   f"checkpoints it names; got a state dict with {len(state_dict)} entries")
+            return torch.nn.modules.module._IncompatibleKeys([], [])
+        missing, unexpected = [], [k for k in state_dict if not k.startswith(("stage1.", "stage2."))]
+        for name, stage in (("stage1", self.stage1), ("stage2", self.stage2)):
+            part = {k[len(name) + 1:]: v for k, v in state_dict.items() if k.startswith(name + ".")}
+            if stage is None:
+                unexpected += [f"{name}.{k}" for k in part]
+                continue
+            result = stage.load_state_dict(part, strict=strict, assign=assign)
+            missing += [f"{name}.{k}" for k in result.missing_keys]
+            unexpected += [f"{name}.{k}" for k in result.unexpected_keys]
+        if strict and unexpected:
+            raise RuntimeError(f"unexpected keys in a DiffRestorerPipeline state dict: {unexpected[:5]}")
+        return torch.nn.modules.module._IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ restoration
     def decoder_degradation_embedding(self, lq: torch.Tensor, p_clip: torch.Tensor) -> torch.Tensor:
@@ -137,6 +187,12 @@ class DiffRestorerPipeline(nn.Module):
         if self.stage2 is not None:
             counts.update({f"stage2.{k}": v for k, v in self.stage2.parameter_counts().items()})
         return counts
+
+
+def same_clip(config1: dict | None, config2: dict | None) -> bool:
+    """Whether two stage configs name the same frozen CLIP encoder."""
+    clip1 = (config1 or {}).get("clip")
+    return clip1 is not None and clip1 == (config2 or {}).get("clip")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ from src.data.degradations import TASKS
 from src.diff_restorer.control_module import ImageControlNetwork
 from src.diff_restorer.partial_state import PartialStateDictMixin
 from src.diff_restorer.sd_loading import SD15_NOISE_SCHEDULE
-from src.utils.checkpoints import build_from_config
+from src.utils.checkpoints import build_from_config, read_suite_checkpoint
 from src.utils.padding import pad_to_multiple
 from src.utils.restoration_eval import RestorationEvalMixin
 
@@ -151,17 +151,14 @@ class DiffRestorerStage1(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        config = ckpt.get("uir_model_config")
-        if config is None:
-            raise KeyError(f"{path} has no 'uir_model_config': it was not written by this suite's src.train")
+        config, state = read_suite_checkpoint(path, map_location)  # weights-only; config checked against the allowlist
         if sd_dir is not None:
             for part in ("unet", "vae"):
                 if "sd_dir" in config[part]:
                     config[part]["sd_dir"] = str(sd_dir)
         if clip_weights is not None:
             config["clip"]["weights"] = str(clip_weights)
-        return build_from_config(config, ckpt["state_dict"])
+        return build_from_config(config, state, source=str(path))
 
     # ------------------------------------------------------------------ the network
     def pad(self, x: torch.Tensor) -> torch.Tensor:

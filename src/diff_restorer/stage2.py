@@ -42,7 +42,7 @@ from src.diff_restorer.discriminator import discriminator_loss, generator_advers
 from src.diff_restorer.partial_state import PartialStateDictMixin
 from src.diff_restorer.prompt_processor import mlp
 from src.diff_restorer.stage1 import _build
-from src.utils.checkpoints import build_from_config
+from src.utils.checkpoints import build_from_config, read_checkpoint, read_suite_checkpoint
 from src.utils.padding import pad_to_multiple
 from src.utils.restoration_eval import RestorationEvalMixin
 
@@ -56,7 +56,7 @@ def load_stage1_degradation_branch(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"stage-1 checkpoint not found: {path} (model.stage1_ckpt; train one with "
                                 "`python -m src.train experiment=diff_restorer_stage1`, or set it to null to train "
                                 "stage 2 with its own degradation branch)")
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    state = read_checkpoint(path, what="stage-1 checkpoint").get("state_dict") or {}  # weights-only
     out = {k[len(STAGE1_DEGRADATION_PREFIX):]: v for k, v in state.items() if k.startswith(STAGE1_DEGRADATION_PREFIX)}
     if not out:
         raise KeyError(f"{path} holds no {STAGE1_DEGRADATION_PREFIX}* weights: not a Diff-Restorer stage-1 checkpoint")
@@ -205,10 +205,7 @@ class DiffRestorerStage2(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        config = ckpt.get("uir_model_config")
-        if config is None:
-            raise KeyError(f"{path} has no 'uir_model_config': it was not written by this suite's src.train")
+        config, state = read_suite_checkpoint(path, map_location)  # weights-only; config checked against the allowlist
         if sd_dir is not None and "sd_dir" in config["vae"]:
             config["vae"]["sd_dir"] = str(sd_dir)
         if clip_weights is not None:
@@ -217,7 +214,7 @@ class DiffRestorerStage2(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
             config["eval_mode"] = eval_mode
             if eval_mode == "reconstruction":
                 config["stage1_ckpt"] = None
-        return build_from_config(config, ckpt["state_dict"])
+        return build_from_config(config, state, source=str(path))
 
     # ------------------------------------------------------------------ the network
     def pad(self, x: torch.Tensor) -> torch.Tensor:

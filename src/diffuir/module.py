@@ -10,7 +10,7 @@ from torch import nn
 
 from src.data.degradations import TASKS
 from src.diffuir.diffusion import ResidualDiffusion
-from src.diffuir.official import load_official_unet
+from src.diffuir.official import load_official_weights
 from src.utils.ema import EMA
 from src.utils.restoration_eval import RestorationEvalMixin
 
@@ -46,7 +46,7 @@ class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
                 "(6 = x_t ⊕ I_in with the implicit condition, 3 without)"
             )
         if init_from_official:
-            net.load_state_dict(load_official_unet(init_from_official).state_dict())
+            load_official_weights(net, init_from_official)  # weights-only; a wrong size is named
         self.net, self.diffusion = net, diffusion
         self.ema = EMA(net, **ema) if ema is not None else None
         self.task_names = list(task_names or TASKS)

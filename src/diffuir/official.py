@@ -3,6 +3,10 @@
 The released file is a dict {'step', 'model', 'opt0', 'ema', 'scaler'}; 'model' and 'ema' hold the state of
 its ``ResidualDiffusion`` (network under ``model.unet0.``; EMA copy under ``ema_model.model.unet0.``). The
 official test script evaluates the EMA weights, so they are the default here.
+
+The file is read weights-only (:func:`src.utils.checkpoints.read_checkpoint`: tensors, numbers, strings, dicts;
+a file that would unpickle anything else is refused and nothing in it runs). This module also describes DiffUIR
+state dicts (size, width, multipliers) for the suite's checkpoint errors.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from src.diffuir.unet import DiffUIRUNet
+from src.diffuir.unet import SIZES, DiffUIRUNet
+from src.utils.checkpoints import CheckpointMismatchError, mismatch_message, read_checkpoint, register_state_describer
 
 _BLOCK = {"mlp.1": "time_proj", "block1.proj": "block1.conv", "block2.proj": "block2.conv",
           "block1.norm": "block1.norm", "block2.norm": "block2.norm", "res_conv": "shortcut"}
@@ -87,7 +92,62 @@ def load_official_unet(path: str | Path, use_ema: bool = True) -> DiffUIRUNet:
             f"official DiffUIR checkpoint not found at {path}: download model-300.pt from the links in "
             "github.com/iSEE-Laboratory/DiffUIR (README, 'Pre-trained models') and pass its local path"
         )
-    official = network_state_dict(torch.load(path, map_location="cpu", weights_only=False), use_ema)
+    checkpoint = read_checkpoint(path, map_location="cpu", what="official DiffUIR checkpoint")
+    try:
+        official = network_state_dict(checkpoint, use_ema)
+    except KeyError as e:
+        raise KeyError(f"{path}: {e.args[0]}") from None
     unet = DiffUIRUNet(**infer_unet_config(official))
     unet.load_state_dict(convert_state_dict(official), strict=True)
     return unet
+
+
+def load_official_weights(net: DiffUIRUNet, path: str | Path, use_ema: bool = True) -> DiffUIRUNet:
+    """Load an official checkpoint into ``net`` (``model.init_from_official``), refusing a file of another size
+    with one sentence (e.g. "it holds DiffUIR with dim 32, dim_mults [1, 1, 1, 1] (DiffUIR-T); the config asks
+    for DiffUIR with dim 64, dim_mults [1, 2, 4, 8] (DiffUIR-L)")."""
+    state = load_official_unet(path, use_ema).state_dict()
+    message = mismatch_message(net.state_dict(), state, f"official DiffUIR checkpoint {path}")
+    if message:
+        raise CheckpointMismatchError(message)
+    net.load_state_dict(state)
+    return net
+
+
+def size_name(dim: int, dim_mults) -> str | None:
+    """"T" / "S" / "B" / "L" for a released DiffUIR size (§4.2), else None."""
+    for name, spec in SIZES.items():
+        if spec["dim"] == dim and tuple(spec["dim_mults"]) == tuple(dim_mults):
+            return name
+    return None
+
+
+def suite_unet_config(state: dict) -> dict | None:
+    """dim, dim_mults, in_channels of the :class:`DiffUIRUNet` in a suite state dict (bare, or under ``net.``,
+    ``ema.averaged.``), read from its weight shapes; None if it holds none."""
+    prefixes = [k[: -len("stem.weight")] for k in state if k.endswith("stem.weight")]
+    if not prefixes:
+        return None
+    prefix = "net." if "net." in prefixes else min(prefixes, key=len)
+    stem = state[prefix + "stem.weight"]
+    if not torch.is_tensor(stem) or stem.dim() != 4:
+        return None
+    dim = stem.shape[0]
+    levels = sorted({int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"downs\.(\d+)\.", k))})
+    try:
+        mults = tuple(state[f"{prefix}downs.{i}.resample.weight"].shape[0] // dim for i in levels)
+    except KeyError:
+        return None
+    return {"dim": int(dim), "dim_mults": mults, "in_channels": int(stem.shape[1])}
+
+
+@register_state_describer
+def describe_diffuir_state(state: dict) -> str | None:
+    """"DiffUIR with dim 32, dim_mults [1, 1, 1, 1] (DiffUIR-T)" for a DiffUIR state dict, else None."""
+    cfg = suite_unet_config(state)
+    if cfg is None:
+        return None
+    name = size_name(cfg["dim"], cfg["dim_mults"])
+    return (f"DiffUIR with dim {cfg['dim']}, dim_mults {list(cfg['dim_mults'])}"
+            + (f" (DiffUIR-{name})" if name else "") + ("" if cfg["in_channels"] == 6 else
+                                                          f", {cfg['in_channels']} input channels"))

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -107,6 +109,52 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = T
     return Path(path)
 
 
-def stale_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Temporary files left in ``directory`` by writers that were killed (safe to delete once none is running)."""
-    return sorted(p for p in Path(directory).glob(f".*{TEMP_SUFFIX}") if p.is_file())
+# what mkstemp makes of temporary_name_for(): ".<name>." + 8 random characters + ".tmp"
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX) + "$")
+STALE_AFTER_S = 30.0  # a temporary file untouched this long is not being written (writes update its mtime)
+
+
+def stale_temporaries(directory: str | os.PathLike, min_age_s: float = 0.0) -> list[Path]:
+    """Temporary files of :func:`atomic_open` in ``directory`` (not its sub-folders) untouched for ``min_age_s``
+    seconds: what a killed writer leaves behind. Other hidden ``*.tmp`` files are not matched."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    now = time.time()
+    found = []
+    for p in directory.iterdir():
+        if _TEMP_NAME.match(p.name) and p.is_file() and not p.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                if now - p.stat().st_mtime >= min_age_s:
+                    found.append(p)
+    return sorted(found)
+
+
+def remove_stale_temporaries(directories, min_age_s: float = STALE_AFTER_S) -> tuple[list[Path], list[Path]]:
+    """Delete the leftover temporaries of killed writers in ``directories``; returns (removed, kept) where kept are
+    younger than ``min_age_s`` (another process may still be writing them: left alone)."""
+    removed, kept = [], []
+    for directory in dict.fromkeys(Path(d) for d in directories):
+        old = set(stale_temporaries(directory, min_age_s))
+        for p in stale_temporaries(directory):
+            if p in old:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    removed.append(p)
+            else:
+                kept.append(p)
+    return removed, kept
+
+
+def describe_cleanup(removed: list[Path], kept: list[Path]) -> str | None:
+    """The line a run prints after :func:`remove_stale_temporaries` (None when there was nothing)."""
+    if not removed and not kept:
+        return None
+    parts = []
+    if removed:
+        names = ", ".join(str(p) for p in removed[:3]) + (", ..." if len(removed) > 3 else "")
+        parts.append(f"removed {len(removed)} leftover temporary file(s) of an interrupted run: {names}")
+    if kept:
+        parts.append(f"left {len(kept)} recent temporary file(s) (younger than {STALE_AFTER_S:.0f} s, another run may "
+                     f"be writing them), e.g. {kept[0]}")
+    return "; ".join(parts)

@@ -50,7 +50,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
-from src.utils.atomic import atomic_open
+from src.utils.atomic import atomic_open, describe_cleanup, remove_stale_temporaries
+from src.utils.checkpoints import CheckpointMismatchError, mismatch_message, read_checkpoint, validate_model_config
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
@@ -64,11 +65,40 @@ class NonFiniteWeightsError(FloatingPointError):
     """A checkpoint was about to be written with NaN or infinite weights; nothing was written."""
 
 
-# ------------------------------------------------------------------------------------------------ atomic checkpoints
-class AtomicCheckpointIO(TorchCheckpointIO):
+# ------------------------------------------------------------------------------------------------ checkpoint I/O
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint reader for resumption (``ckpt_path``), through the suite's loader rules.
+
+    The file is read weights-only (:func:`src.utils.checkpoints.read_checkpoint`: pickled code is refused, an empty,
+    truncated or foreign file is named), its stored model config must pass the suite's allowlist, and when the
+    module being trained is known (``module``, set by :class:`FaultTolerance`) its weights must fit that module:
+    a checkpoint of another size is described in one sentence before Lightning loads anything.
+    """
+
+    module: torch.nn.Module | None = None
+
+    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        text = str(path)
+        if "://" in text and not text.startswith("file://"):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        path = text.removeprefix("file://")
+        checkpoint = read_checkpoint(path, map_location=map_location or "cpu", what="checkpoint to resume from")
+        if checkpoint.get("uir_model_config") is not None:
+            validate_model_config(checkpoint["uir_model_config"], f"model config of {path}")
+        if self.module is not None and "state_dict" in checkpoint:
+            message = mismatch_message(self.module.state_dict(), checkpoint["state_dict"], f"checkpoint {path}",
+                                       asked="the run's config (experiment / model overrides) asks for")
+            if message and getattr(self.module, "strict_loading", True):
+                raise CheckpointMismatchError(message + "\nresume with the experiment and overrides the checkpoint "
+                                              "was trained with")
+        return checkpoint
+
+
+class AtomicCheckpointIO(SafeCheckpointIO):
     """``torch.save`` to a temporary file beside the target, fsync, rename: a kill never truncates a checkpoint.
 
     Remote paths (``s3://`` and other fsspec URLs) have no atomic rename; they are written as Lightning does.
+    Reading is :class:`SafeCheckpointIO`'s.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
@@ -243,14 +273,29 @@ class FaultTolerance(Callback):
         if stage == "fit" and self.exact_resume:
             # Lightning warns that a mid-epoch resume of a plain DataLoader is unreliable; this callback resumes it
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
-        if stage != "fit" or not self.atomic_checkpoints:
+        if stage != "fit":
             return
         io = trainer.strategy.checkpoint_io
         if type(io) is TorchCheckpointIO:
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        elif not isinstance(io, AtomicCheckpointIO):
+            io = AtomicCheckpointIO() if self.atomic_checkpoints else SafeCheckpointIO()
+            trainer.strategy.checkpoint_io = io
+        elif self.atomic_checkpoints and not isinstance(io, AtomicCheckpointIO):
             rank_zero_warn(f"FaultTolerance: the strategy writes checkpoints with {type(io).__name__}; "
-                           "left as it is (checkpoints are not guaranteed atomic)")
+                           "left as it is (checkpoints are not guaranteed atomic, resumption reads are Lightning's)")
+        if isinstance(io, SafeCheckpointIO):
+            io.module = pl_module
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Remove the temporary files a killed run left in the checkpoint folders (this run's, and the folder of the
+        checkpoint it resumes from), and say so."""
+        if not trainer.is_global_zero:
+            return
+        folders = [Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+        if trainer.ckpt_path and "://" not in str(trainer.ckpt_path):
+            folders.append(Path(trainer.ckpt_path).parent)
+        line = describe_cleanup(*remove_stale_temporaries(folders))
+        if line:
+            log.warning(f"FaultTolerance: {line}")
 
     def _install_samplers(self, trainer: L.Trainer) -> None:
         """Swap the train loaders' stock samplers for resumable ones yielding the same order (idempotent)."""
