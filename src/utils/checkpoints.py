@@ -194,15 +194,15 @@ def validate_model_config(config: Any, source: str = "stored model config") -> N
 
     def walk(node: Any, where: str) -> None:
         if isinstance(node, Mapping):
+            if "_target_" in node:  # a node's own target first, then what it would be called with
+                why = _target_refusal(node["_target_"])
+                if why:
+                    refuse(f"{where}._target_" if where else "_target_", why, node["_target_"])
             for key, value in node.items():
                 if not isinstance(key, str):
                     refuse(f"{where or '<root>'}", f"key {key!r} is not a string")
                 path = f"{where}.{key}" if where else key
-                if key == "_target_":
-                    why = _target_refusal(value)
-                    if why:
-                        refuse(path, why, value)
-                elif key == "_args_" and not isinstance(value, (list, tuple)):
+                if key == "_args_" and not isinstance(value, (list, tuple)):
                     refuse(path, "_args_ must be a list")
                 elif key.startswith("_") and key.endswith("_") and key not in _HYDRA_KEYS:
                     refuse(path, "unknown Hydra special key")
