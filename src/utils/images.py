@@ -247,6 +247,37 @@ def _unsupported_mode(path: Path, mode: str) -> ImageReadError:
                                 "RGB/gray first", "an 8- or 16-bit image", "unsupported")
 
 
+def _png_exif(path: Path) -> bytes | None:
+    """The ``eXIf`` chunk of a PNG, found by walking the chunk headers (no decompression), or None."""
+    with open(path, "rb") as f:
+        f.seek(8)
+        while len(head := f.read(8)) == 8:
+            length, kind = struct.unpack(">I", head[:4])[0], head[4:]
+            if kind == b"eXIf":
+                return b"Exif\x00\x00" + f.read(length)
+            if kind == b"IEND":
+                return None
+            f.seek(length + 4, os.SEEK_CUR)
+    return None
+
+
+def _orientation(im: Image.Image, path: Path | None = None) -> int:
+    """The EXIF orientation (1–8; 1 when absent or malformed). With ``path``, a PNG's is read from its ``eXIf``
+    chunk: Pillow's PNG ``getexif()`` decodes the whole image when the chunk follows the image data."""
+    try:
+        if im.format == "PNG" and path is not None:
+            data = _png_exif(path)
+            exif = Image.Exif()
+            if data:
+                exif.load(data)
+        else:
+            exif = im.getexif()
+        value = int(exif.get(ORIENTATION_TAG, 1) or 1)
+    except Exception:  # malformed EXIF: keep the pixels as stored
+        return 1
+    return value if value in range(1, 9) else 1
+
+
 def _header(im: Image.Image, path: Path, max_pixels: int | None) -> ImageInfo:
     width, height = im.size
     if im.mode not in _SUPPORTED_MODES:
@@ -255,11 +286,7 @@ def _header(im: Image.Image, path: Path, max_pixels: int | None) -> ImageInfo:
         raise ImageReadError(path, f"{width}×{height} = {width * height:,} pixels is more than the limit of "
                                    f"{max_pixels:,}", "a smaller image, or a higher max_pixels (src.restore: "
                                    "--max-pixels)", "too_large")
-    try:
-        orientation = int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
-    except Exception:  # malformed EXIF: keep the pixels as stored
-        orientation = 1
-    orientation = orientation if orientation in range(1, 9) else 1
+    orientation = _orientation(im, path)
     bits = 8
     try:
         if im.mode in _GRAY16_MODES - {"I"}:

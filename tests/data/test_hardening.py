@@ -412,3 +412,26 @@ def test_lightning_fit_with_skip_sees_clean_batches_and_reports_every_epoch(tmp_
     reports = [r.message for r in caplog.records if "were replaced by another sample" in r.message]
     assert [r.split(":")[0] for r in reports] == ["epoch 0", "epoch 1"]
     assert all(1 <= int(r.split(": ")[1].split()[0]) <= 2 for r in reports)  # 6 snow draws of 3 rows, 1 bad
+
+
+def test_probe_reads_no_pixels_and_agrees_with_decode_on_orientation(tmp_path, monkeypatch):
+    from PIL import ImageFile, ImageOps
+
+    for o in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = o
+        arr = RNG.integers(0, 256, (6, 10, 3), dtype=np.uint8)
+        for name in ("r.png", "r.jpg"):
+            Image.fromarray(arr).save(tmp_path / name, exif=exif)
+            with Image.open(tmp_path / name) as im:
+                upright = ImageOps.exif_transpose(im).size
+            assert images.probe_image(tmp_path / name).size == upright == images.read_image(tmp_path / name).rgb.shape[
+                1::-1], (name, o)
+
+    def no_decoding(self):
+        raise AssertionError("the header probe decoded pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    for name in ("r.png", "r.jpg"):
+        assert images.probe_image(tmp_path / name).orientation == 8
+        assert image_io.probe_image(tmp_path / name).size == (6, 10)
