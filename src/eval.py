@@ -294,23 +294,26 @@ def _paper_lookup(sources: list[dict], own_method: str | None):
     return lookup
 
 
-def _fid(test_set: TestSet, rows: list[dict], out_dir: Path, cfg: DictConfig, device) -> list[str]:
-    """FID per task (and over the set) from the saved images; notes for groups too small to score."""
-    notes, minimum = [], int(cfg.get("fid_min_images", 10))
+def _add_note(row: dict, note: str) -> None:
+    row["notes"] = f"{row['notes']}; {note}" if row.get("notes") else note
+
+
+def _fid(test_set: TestSet, rows: list[dict], out_dir: Path, cfg: DictConfig, device) -> None:
+    """FID per task (and over the set) from the saved images; a row's ``notes`` say why its FID is empty."""
+    minimum = int(cfg.get("fid_min_images", 10))
     for row in rows:
         sub = "" if row["task"] == "all" else row["task"]
         restored, reference = out_dir / test_set.name / "restored" / sub, out_dir / test_set.name / "gt" / sub
         if not reference.is_dir():
             continue  # no ground truth: FID has nothing to compare with
         if row["n"] < minimum:
-            notes.append(f"FID of {row['task']}: not computed, {row['n']} images < fid_min_images={minimum}")
+            _add_note(row, f"FID not computed: {row['n']} images < fid_min_images={minimum}")
             continue
         try:
             row["fid"] = fid_between_folders(restored, reference, cfg.metric_weights_dir, device=device,
                                              num_workers=0, verbose=True)
         except MetricUnavailable as e:
-            notes.append(f"FID of {row['task']}: {e.cell()}")
-    return notes
+            _add_note(row, f"FID {e.cell()}")
 
 
 def _log_to_loggers(trainer: L.Trainer, result: SetResult, grids: dict[str, torch.Tensor]) -> None:
@@ -370,7 +373,7 @@ def evaluate(cfg: DictConfig) -> dict:
         rows = aggregate(records, per_image)
         notes = [test_set.note] if test_set.note else []
         if fid_wanted:
-            notes += _fid(test_set, rows, out_dir, cfg, device)
+            _fid(test_set, rows, out_dir, cfg, device)
         res = SetResult(test_set.name, rows, metrics, notes=notes, title=test_set.title or test_set.name)
         res.paper_metrics = add_paper_columns(rows, metrics, _paper_lookup(test_set.paper, own_method))
         set_dir = out_dir / test_set.name
@@ -382,7 +385,7 @@ def evaluate(cfg: DictConfig) -> dict:
                 res.grids[task] = save_comparison_grid(set_dir / f"grid_{_safe(task)}.png", *columns)
                 grids[task] = comparison_grid(*columns)
         paths = {"csv": write_set_table_csv(res, unavailable, set_dir / "metrics.csv"),
-                 "per_image": write_per_image_csv(records, per_image, set_dir / "per_image.csv")}
+                 "per_image": write_per_image_csv(records, per_image, set_dir / "per_image.csv", unavailable)}
         paths["markdown"] = set_dir / "metrics.md"
         paths["markdown"].write_text(set_table_markdown(res, unavailable))
         result["paths"][test_set.name] = paths

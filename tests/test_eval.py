@@ -63,28 +63,52 @@ def test_builtin_set_writes_tables_with_paper_columns_grids_and_report(tiny_ckpt
     for r in rows:
         assert 0 < float(r["psnr"]) < 60 and 0 < float(r["ssim"]) <= 1 and float(r["loe"]) >= 0
         assert float(r["psnr_rgb"]) > 0 and float(r["psnr_in"]) > 0
-        assert r["lpips"] == (f"not computed (needs {weights / 'pyiqa' / 'LPIPS_v0.1_alex-df73285e.pth'}, "
-                              f"{weights / 'checkpoints' / 'alexnet-owt-7be5be79.pth'})")
-        assert str(weights / "pyiqa" / "pt_inception-2015-12-05-6726825d.pth") in r["fid"]
+    assert "lpips" not in rows[0] and "fid" not in rows[0]  # not computed: listed once, not a column of blanks
     assert rows[1]["paper_psnr"] == "23.01" and rows[1]["paper_ssim"] == "0.880"  # Table 1, DiffUIR-T, Enhancement
     assert rows[0]["paper_psnr"] == "" and rows[2]["paper_psnr"] == ""  # no denoising column; no paper 'all'
     assert rows[1]["paper_source"] == "DiffUIR T1 'Enhancement' DiffUIR-T(ours)"
     per_image = _read_csv(out / "builtin" / "per_image.csv")
-    assert len(per_image) == 6 and len({r["index"] for r in per_image}) == 6
+    assert len(per_image) == 6 and len({r["index"] for r in per_image}) == 6 and "lpips" not in per_image[0]
     assert abs(np.mean([float(r["psnr"]) for r in per_image]) - float(rows[2]["psnr"])) < 1e-9
 
     md = (out / "builtin" / "metrics.md").read_text()
-    assert "| low_light | 3 |" in md and "not computed[1]" in md and "23.01" in md
+    assert "| low_light | 3 |" in md and "23.01" in md and "LPIPS" not in md.splitlines()[2]  # header row
+    needs = (f"not computed (needs {weights / 'pyiqa' / 'LPIPS_v0.1_alex-df73285e.pth'}, "
+             f"{weights / 'checkpoints' / 'alexnet-owt-7be5be79.pth'})")
+    assert md.count(needs) == 1 and md.count("pt_inception-2015-12-05-6726825d.pth") == 1
     for task in ("noise", "low_light"):
         grid = Image.open(out / "builtin" / f"grid_{task}.png")
         assert grid.size[0] > 3 * 32 and grid.size[1] > 2 * 32  # 3 columns (LQ | restored | GT), 2 rows
     assert len(list((out / "builtin" / "restored").rglob("*.png"))) == 6
     report = (out / "report.md").read_text()
     assert "![noise](builtin/grid_noise.png)" in report and "## Metrics not computed" in report
+    assert report.index("## Summary") < report.index("### builtin")  # the report opens with the summary
+    assert "| builtin | low_light | 3 |" in report and "![per-task gain beside the paper](summary.png)" in report
     assert "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in report
-    assert "<img src='builtin/grid_low_light.png'" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "<img src='builtin/grid_low_light.png'" in page and "<table class='summary'>" in page
+    assert page.index("<table class='summary'>") < page.index("<img class='chart' src='summary.png'") \
+        < page.index("<h2>builtin")
+    assert Image.open(out / "summary.png").size[0] > 500
     assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
     assert set(result["unavailable"]) == {"lpips", "fid"}
+
+
+def test_metrics_csv_is_numeric_for_pandas(tiny_ckpt, tmp_path):
+    pd = pytest.importorskip("pandas")
+    weights = tmp_path / "no_weights"
+    cfg = compose_eval([*FAST, f"ckpt_path={tiny_ckpt}", f"metric_weights_dir={weights}",
+                        "paper_method='DiffUIR-T(ours)'", "metrics=[psnr,ssim,loe,lpips,niqe]"], tmp_path / "out")
+    evaluate(cfg)
+    table = pd.read_csv(tmp_path / "out" / "builtin" / "metrics.csv")
+    numeric = ["n", "psnr_in", "ssim_in", "psnr", "paper_psnr", "ssim", "paper_ssim", "loe"]
+    assert table.columns[0] == "task" and table.columns[-1] == "notes"
+    assert set(numeric) <= set(table.columns) and not {"lpips", "niqe"} & set(table.columns)
+    for column in numeric:
+        assert pd.api.types.is_numeric_dtype(table[column]), (column, table[column].dtype)
+    assert table.loc[table.task == "low_light", "paper_psnr"].item() == pytest.approx(23.01)
+    per_image = pd.read_csv(tmp_path / "out" / "builtin" / "per_image.csv")
+    assert all(pd.api.types.is_float_dtype(per_image[c]) for c in ("psnr_in", "psnr", "ssim", "loe"))
 
 
 def test_manifest_sets_are_found_and_run_with_their_paper_rows(tiny_ckpt, tmp_path):
@@ -145,6 +169,7 @@ def test_missing_dataset_files_are_a_clear_error(tiny_ckpt, tmp_path):
                               tmp_path / "out"))
     manifests.mkdir()
     (manifests / "lol_test.csv").write_text("lq,gt,task,source\nLOL/low/1.png,LOL/high/1.png,low_light,LOL\n")
+    (tmp_path / "data").mkdir()  # the data root exists, the manifest's files do not
     with pytest.raises(FileNotFoundError, match=r"(?s)missing under the data root .*UIR_DATA.*LOL/low/1.png"):
         evaluate(compose_eval([*FAST, f"ckpt_path={tiny_ckpt}", f"manifest_dir={manifests}", "testsets=[LOL]",
                                f"paths.data_dir={tmp_path / 'data'}"], tmp_path / "out"))

@@ -1,10 +1,16 @@
 """Evaluation results as tables (CSV, Markdown) beside the paper's numbers, and a report page (Markdown + HTML)
 that shows every set's table and its LQ | restored | GT grids.
 
-A table cell is one of: a number; ``not computed`` (the metric's weights are absent or it failed: the reason,
-with the file it needs and where to put it, is printed under the table and in the CSV cell); empty (the metric
-does not apply, e.g. a full-reference metric on a set without ground truth); ``–`` in a paper column (the
-paper reports no number for that task and metric).
+A table cell is a number; empty (the metric does not apply, e.g. a full-reference metric on a set without ground
+truth, or FID of a task with too few images: the row's ``notes`` say why); or ``–`` in a paper column of the
+Markdown/HTML tables (the paper reports no number for that task and metric). A metric that could not be computed
+at all (weights absent, or it failed) gets no column: it is listed once, under the table and in the report, with
+the file it needs and where to put it. So every numeric column of ``metrics.csv`` / ``per_image.csv`` parses as
+numbers (pandas: float64), text lives in ``task``, ``paper_source`` and ``notes``.
+
+The report page opens with a summary over all sets (per task: input → restored PSNR/SSIM, the gain, the paper's
+number) and a bar chart of it (:func:`summary_chart`, matplotlib), then each set's table and its labelled
+LQ | restored | GT grids (:mod:`src.reporting.grids`).
 """
 
 from __future__ import annotations
@@ -89,101 +95,225 @@ def _fmt(metric: str, value) -> str:
     return f"{value:.{digits}f}"
 
 
-def table_columns(result: SetResult) -> list[tuple[str, str]]:
-    """(key, header) of every column of a set table, paper columns right after their metric."""
+def computed_metrics(result: SetResult, unavailable: dict) -> list[str]:
+    """The set's metrics that have a column: not in ``unavailable`` (listed once instead)."""
+    return [m for m in result.metrics if m not in unavailable]
+
+
+def table_columns(result: SetResult, unavailable: dict | None = None) -> list[tuple[str, str]]:
+    """(key, header) of every column of a set table, paper columns right after their metric; metrics in
+    ``unavailable`` get none."""
     cols = [("task", "task"), ("n", "n")]
     if any(r.get("psnr_in") is not None for r in result.rows):
         cols += [(k, INPUT_LABELS[k]) for k in INPUT_COLUMNS]
-    for m in result.metrics:
+    for m in computed_metrics(result, unavailable or {}):
         cols.append((m, f"{METRICS[m].label} {METRICS[m].arrow}"))
         if m in result.paper_metrics:
             cols.append((f"paper_{m}", "paper"))
-    if result.paper_metrics:
+    if any(m in result.paper_metrics for m in computed_metrics(result, unavailable or {})):
         cols.append(("paper_source", "paper source"))
     return cols
 
 
-def _cell(key: str, row: dict, unavailable: dict, markers: dict[str, str] | None = None) -> str:
+def _cell(key: str, row: dict) -> str:
     if key in ("task", "n", "paper_source"):
         return str(row.get(key, ""))
-    if key in unavailable:
-        return "not computed" + (markers or {}).get(key, "") if markers is not None else unavailable[key].cell()
     if key.startswith("paper_"):
         value = row.get(key)
         return "–" if value is None else str(value)
     return _fmt(key, row.get(key))
 
 
-def _markers(result: SetResult, unavailable: dict) -> dict[str, str]:
-    names = [m for m in result.metrics if m in unavailable]
-    return {m: f"[{i}]" for i, m in enumerate(names, start=1)}
+def not_computed_lines(result: SetResult, unavailable: dict) -> list[str]:
+    """One line per metric of the set that could not be computed, saying what it needs."""
+    return [f"{METRICS[m].label}: {unavailable[m].cell()}" for m in result.metrics if m in unavailable]
+
+
+def _row_notes(result: SetResult) -> list[str]:
+    return [f"{row['task']}: {row['notes']}" for row in result.rows if row.get("notes")]
 
 
 def set_table_markdown(result: SetResult, unavailable: dict) -> str:
-    """The set's table in Markdown, footnotes saying what each ``not computed`` needs."""
-    cols = table_columns(result)
-    markers = _markers(result, unavailable)
+    """The set's table in Markdown; under it the metrics not computed (once each) and the notes."""
+    cols = table_columns(result, unavailable)
     lines = [f"### {result.title or result.name}", ""] if (result.title or result.name) else []
     lines += ["| " + " | ".join(h for _, h in cols) + " |",
               "|" + "|".join("---" if k in ("task", "paper_source") else "---:" for k, _ in cols) + "|"]
     for row in result.rows:
-        lines.append("| " + " | ".join(_cell(k, row, unavailable, markers) for k, _ in cols) + " |")
+        lines.append("| " + " | ".join(_cell(k, row) for k, _ in cols) + " |")
     lines.append("")
-    for metric, mark in markers.items():
-        lines.append(f"{mark} {unavailable[metric].cell()}  ")
-    for note in result.notes:
+    missing = not_computed_lines(result, unavailable)
+    if missing:
+        lines.append("Not computed: " + "; ".join(missing) + "  ")
+    for note in [*_row_notes(result), *result.notes]:
         lines.append(f"{note}  ")
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _number(value) -> object:
+    return "" if value is None else value
+
+
 def write_set_table_csv(result: SetResult, unavailable: dict, path: str | Path) -> Path:
-    """The set's table as CSV: machine-readable column names, full ``not computed (needs …)`` text in cells."""
+    """The set's table as CSV: machine-readable column names, numbers or empty cells in every metric and paper
+    column, the row's ``notes`` (why a cell is empty) last. Metrics not computed have no column."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    keys = [k for k, _ in table_columns(result)]
+    keys = [k for k, _ in table_columns(result, unavailable)] + ["notes"]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(keys)
         for row in result.rows:
-            writer.writerow([_cell(k, row, unavailable) if k in unavailable else
-                             ("" if row.get(k) is None else row.get(k)) for k in keys])
+            writer.writerow([row.get(k) or "" if k in ("paper_source", "notes") else _number(row.get(k))
+                             for k in keys])
     return path
 
 
-def write_per_image_csv(records: list[dict], metrics: list[str], path: str | Path) -> Path:
+def write_per_image_csv(records: list[dict], metrics: list[str], path: str | Path,
+                        unavailable: dict | None = None) -> Path:
+    """One row per image: ``index, name, task``, the input's PSNR/SSIM and each metric (numbers or empty).
+    Metrics in ``unavailable``, or with no value for any image, get no column."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    keys = ["index", "name", "task", *INPUT_COLUMNS, *metrics]
+    present = [k for k in (*INPUT_COLUMNS, *metrics)
+               if k not in (unavailable or {}) and any(r.get(k) is not None for r in records)]
+    keys = ["index", "name", "task", *present]
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         for r in records:
-            writer.writerow({k: "" if r.get(k) is None else r.get(k) for k in keys})
+            writer.writerow({k: _number(r.get(k)) for k in keys})
     return path
 
 
 def _html_table(result: SetResult, unavailable: dict) -> str:
-    cols = table_columns(result)
-    markers = _markers(result, unavailable)
+    cols = table_columns(result, unavailable)
     head = "".join(f"<th>{html.escape(h)}</th>" for _, h in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(k, row, unavailable, markers))}</td>" for k, _ in cols)
-                   + "</tr>" for row in result.rows)
-    notes = "".join(f"<p class='note'>{html.escape(m + ' ' + unavailable[k].cell())}</p>" for k, m in markers.items())
-    notes += "".join(f"<p class='note'>{html.escape(n)}</p>" for n in result.notes)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(k, row))}</td>" for k, _ in cols) + "</tr>"
+                   for row in result.rows)
+    missing = not_computed_lines(result, unavailable)
+    notes = f"<p class='note'>Not computed: {html.escape('; '.join(missing))}</p>" if missing else ""
+    notes += "".join(f"<p class='note'>{html.escape(n)}</p>" for n in [*_row_notes(result), *result.notes])
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}"
+
+
+# ---------------------------------------------------------------------------------------------- the summary
+SUMMARY_PAIRS = (("psnr", "PSNR (Y)"), ("ssim", "SSIM (Y)"))  # scored against psnr_in / ssim_in (also Y)
+
+
+def _paper_number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def summary_rows(results: list[SetResult], unavailable: dict | None = None) -> list[dict]:
+    """Per set and task (the ``all`` row when a set has several tasks): n, and for PSNR / SSIM (Y) the input's,
+    the restored, the gain (restored − input) and the paper's number (None where there is none)."""
+    rows = []
+    for result in results:
+        computed = computed_metrics(result, unavailable or {})
+        tasks = [r for r in result.rows if r["task"] != "all"]
+        for row in (result.rows if len(tasks) > 1 else tasks):
+            out = {"set": result.name, "task": row["task"], "n": row["n"]}
+            for metric, _ in SUMMARY_PAIRS:
+                value = row.get(metric) if metric in computed else None
+                before = row.get(f"{metric}_in")
+                out[f"{metric}_in"], out[metric] = before, value
+                out[f"{metric}_gain"] = value - before if value is not None and before is not None else None
+                out[f"paper_{metric}"] = _paper_number(row.get(f"paper_{metric}"))
+            rows.append(out)
+    return rows
+
+
+def _summary_cells(row: dict) -> list[str]:
+    cells = [row["set"], row["task"], str(row["n"])]
+    for metric, _ in SUMMARY_PAIRS:
+        key = "psnr_in" if metric == "psnr" else metric
+        gain = row[f"{metric}_gain"]
+        paper = row[f"paper_{metric}"]
+        cells += [_fmt(key, row[f"{metric}_in"]), _fmt(key, row[metric]),
+                  "" if gain is None else f"{gain:+.{2 if metric == 'psnr' else 4}f}",
+                  "–" if paper is None else f"{paper:.{2 if metric == 'psnr' else 3}f}"]
+    return cells
+
+
+SUMMARY_HEADERS = ["set", "task", "n", *[h for _, label in SUMMARY_PAIRS
+                                          for h in (f"{label} input", f"{label} restored", "gain", "paper")]]
+
+
+def summary_chart(rows: list[dict], path: str | Path, backend: str = "auto") -> Path | None:
+    """Bar chart of the summary: per task, PSNR and SSIM of the input, of the restored image (its gain written
+    above it) and the paper's number. None when matplotlib is not installed or there is nothing to plot."""
+    from src.reporting.plots import pyplot_or_none
+
+    plt = pyplot_or_none(backend)
+    rows = [r for r in rows if r["task"] != "all" and any(r[m] is not None for m, _ in SUMMARY_PAIRS)]
+    if plt is None or not rows:
+        return None
+    several_sets = len({r["set"] for r in rows}) > 1
+    names = [f"{r['set']}\n{r['task']}" if several_sets else r["task"] for r in rows]
+    fig, axes = plt.subplots(1, len(SUMMARY_PAIRS), figsize=(max(7.0, 1.3 * len(rows) * len(SUMMARY_PAIRS) + 2),
+                                                              3.8), squeeze=False)
+    width = 0.27
+    for ax, (metric, label) in zip(axes[0], SUMMARY_PAIRS):
+        xs = range(len(rows))
+        series = [("input", f"{metric}_in", "#b0b7c3", None), ("restored (ours)", metric, "#e8710a", None),
+                  ("paper", f"paper_{metric}", "#3b6fb6", "//")]
+        for k, (name, key, color, hatch) in enumerate(series):
+            values = [r[key] for r in rows]
+            pos = [x + (k - 1) * width for x, v in zip(xs, values) if v is not None]
+            vals = [v for v in values if v is not None]
+            if vals:
+                ax.bar(pos, vals, width, label=name, color=color, hatch=hatch, edgecolor="white")
+        for x, r in zip(xs, rows):
+            if r[f"{metric}_gain"] is not None and r[metric] is not None:
+                ax.annotate(f"{r[f'{metric}_gain']:+.{2 if metric == 'psnr' else 3}f}", (x, r[metric]),
+                            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(list(xs), names, fontsize=8)
+        ax.set_title(f"{label}: input → restored (gain), paper", fontsize=10)
+        ax.spines[["top", "right"]].set_visible(False)
+        top = max((v for r in rows for v in (r[f"{metric}_in"], r[metric], r[f"paper_{metric}"]) if v is not None),
+                  default=1.0)
+        ax.set_ylim(0, top * 1.25)
+    axes[0][0].legend(fontsize=8, frameon=False, loc="upper left", ncols=3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def write_report(out_dir: str | Path, title: str, results: list[SetResult], unavailable: dict,
                  meta: dict[str, str] | None = None) -> dict[str, Path]:
-    """``report.md`` and ``report.html`` in ``out_dir``: run facts, then per set its table and grids, then the
-    metrics that were not computed with what each needs. Image links are relative to ``out_dir``."""
+    """``report.md`` and ``report.html`` in ``out_dir``: the summary table and its bar chart (``summary.png``),
+    run facts, then per set its table and grids, then the metrics that were not computed with what each needs.
+    Image links are relative to ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = meta or {}
-    md = [f"# {title}", ""]
+    summary = summary_rows(results, unavailable)
+    chart = summary_chart(summary, out_dir / "summary.png")
+    md = [f"# {title}", "", "## Summary", "",
+          "| " + " | ".join(SUMMARY_HEADERS) + " |", "|---|---|" + "---:|" * (len(SUMMARY_HEADERS) - 2)]
+    md += ["| " + " | ".join(_summary_cells(r)) + " |" for r in summary]
+    md.append("")
+    if chart is not None:
+        md += ["![per-task gain beside the paper](summary.png)", ""]
     md += [f"- **{k}**: {v}" for k, v in meta.items()]
     md.append("")
-    page = [f"<h1>{html.escape(title)}</h1>", "<ul>"]
+    page = [f"<h1>{html.escape(title)}</h1>", "<h2 id='summary'>Summary</h2>",
+            "<table class='summary'><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in SUMMARY_HEADERS)
+            + "</tr></thead><tbody>"
+            + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _summary_cells(r)) + "</tr>"
+                      for r in summary) + "</tbody></table>"]
+    if chart is not None:
+        page.append("<img class='chart' src='summary.png' alt='per-task PSNR/SSIM gain beside the paper'>")
+    else:
+        page.append("<p class='note'>No chart: matplotlib is not installed.</p>")
+    page += ["<h2>Run</h2>", "<ul>"]
     page += [f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in meta.items()]
     page.append("</ul>")
     for result in results:
@@ -202,8 +332,10 @@ def write_report(out_dir: str | Path, title: str, results: list[SetResult], unav
             page.append(f"<pre>{html.escape(err.explain())}</pre>")
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
              "padding:2px 6px;text-align:right}td:first-child{text-align:left}img{max-width:100%}"
-             ".note{font-size:90%;color:#555;margin:2px 0}")
+             ".note{font-size:90%;color:#555;margin:2px 0}.chart{max-width:900px;display:block;margin:1em 0}")
     paths = {"report_md": out_dir / "report.md", "report_html": out_dir / "report.html"}
+    if chart is not None:
+        paths["summary_chart"] = chart
     paths["report_md"].write_text("\n".join(md).rstrip() + "\n")
     paths["report_html"].write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
                                     f"</title><style>{style}</style></head><body>{''.join(page)}</body></html>\n")

@@ -1,9 +1,7 @@
 import csv
 
 import pytest
-import torch
 
-from src.reporting.grids import comparison_grid
 from src.reporting.tables import per_task_table, to_markdown, write_csv
 
 
@@ -17,10 +15,3 @@ def test_per_task_means_and_all_row(tmp_path):
     assert "| haze | 1 | 10.00 | 0.4000 | 19.00 | 0.9000 |" in to_markdown(list(rows.values()))
     with write_csv(list(rows.values()), tmp_path / "t.csv").open() as f:
         assert [r["task"] for r in csv.DictReader(f)] == ["noise", "haze", "all"]
-
-
-def test_grid_layout_rows_are_samples_columns_are_images():
-    a, b = torch.zeros(2, 3, 8, 8), torch.ones(2, 3, 8, 8)
-    grid = comparison_grid(a, b, a, pad=2)
-    assert grid.shape == (3, 2 * 10 + 2, 3 * 10 + 2)
-    assert grid[:, 2:10, 12:20].min() == 1 and grid[:, 2:10, 2:10].max() == 0
