@@ -12,8 +12,9 @@ from src.data.degradations import TASKS
 class BuiltinDataModule(L.LightningDataModule):
     """Built-in images (scikit-image samples) with on-the-fly synthetic degradations of all eight tasks.
 
-    Batches are dicts: ``lq`` and ``gt`` (B×3×H×W in [0, 1]), ``task`` (index into ``TASKS``), and for
-    evaluation ``name``.
+    Batches are dicts: ``lq`` and ``gt`` (B×3×H×W in [0, 1]), ``task`` (index into ``TASKS``, whatever subset
+    and order ``tasks`` holds), and for evaluation ``name``. ``task_names`` is the label vocabulary (``TASKS``),
+    ``tasks`` the tasks trained and evaluated.
     """
 
     def __init__(self, batch_size: int = 8, patch_size: int = 64, train_samples: int = 1000,
@@ -22,7 +23,8 @@ class BuiltinDataModule(L.LightningDataModule):
                  eval_batch_size: int = 4, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()
-        self.task_names = list(tasks)
+        self.tasks = list(tasks)
+        self.task_names = list(TASKS)  # labels index this list, as in every DataModule of the suite
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams

@@ -94,6 +94,9 @@ class DiffRestorerStage1(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
                                           "control_decoder", "optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.task_names = list(task_names or TASKS)
+        if self.task_names != list(TASKS):  # batch labels index TASKS (every DataModule), so the classes must too
+            raise ValueError(f"model.task_names={self.task_names}: the classifier's classes are the batches' task "
+                             f"labels, indices into src.data.degradations.TASKS {list(TASKS)}; leave it null")
         self.unet, self.vae, self.clip = unet, vae, clip
         self.prompt_processor = _build(prompt_processor, in_dim=clip.embed_dim,
                                        semantic_dim=unet.config.cross_attention_dim, num_classes=len(self.task_names))

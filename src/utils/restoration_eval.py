@@ -1,8 +1,10 @@
 """Validation/test behaviour shared by every restoration LightningModule of the suite.
 
-A module mixing this in provides ``restore(lq) -> out`` (B×3×H×W in [0, 1]), ``task_names`` and a
-``grid_samples`` hyper-parameter. Each evaluated image adds a record (its task, or its test set's name when the
-batch carries ``source``) with PSNR/SSIM on Y (BasicSR convention) of the input and of the output; images of
+A module mixing this in provides ``restore(lq) -> out`` (B×3×H×W in [0, 1]) and a ``grid_samples``
+hyper-parameter. Each evaluated image adds a record (its task, or its test set's name when the batch carries
+``source``) with PSNR/SSIM on Y (BasicSR convention) of the input and of the output. A batch's ``task`` label is an
+index into :data:`src.data.degradations.TASKS` in every DataModule of the suite, whichever tasks a run trains and in
+whatever order, so the name never depends on the model's or the data's task list. Images of
 no-reference sets (``has_gt`` false) are restored and shown but not scored. Epoch ends log the per-task means and
 an LQ | output | GT grid to TensorBoard.
 """
@@ -13,10 +15,20 @@ from pathlib import Path
 
 import torch
 
+from src.data.degradations import TASKS
 from src.metrics.fidelity import batch_psnr_ssim
 from src.reporting.grids import comparison_grid, save_comparison_grid
 from src.reporting.tables import per_task_table, to_markdown, write_csv
 from src.utils.distributed import gather_objects
+
+
+def task_name(label) -> str:
+    """The task of a batch's ``task`` label (its index in ``TASKS``); a clear error for anything else."""
+    index = int(label)
+    if not 0 <= index < len(TASKS):
+        raise ValueError(f"batch task label {index} is not an index into src.data.degradations.TASKS "
+                         f"({len(TASKS)} tasks: {list(TASKS)})")
+    return TASKS[index]
 
 
 class RestorationEvalMixin:
@@ -35,7 +47,7 @@ class RestorationEvalMixin:
         for i in range(gt.shape[0]):
             if not bool(has_gt[i]):
                 continue  # no reference: PSNR/SSIM are undefined (no-reference metrics live in src.eval)
-            group = batch["source"][i] if "source" in batch else self.task_names[int(batch["task"][i])]
+            group = batch["source"][i] if "source" in batch else task_name(batch["task"][i])
             self._eval_records.append({"task": group, "psnr_in": psnr_in[i], "ssim_in": ssim_in[i],
                                        "psnr_out": psnr_out[i], "ssim_out": ssim_out[i]})
         n = self.hparams.grid_samples
