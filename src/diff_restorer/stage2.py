@@ -16,10 +16,12 @@ holds its own frozen CLIP image encoder and a B_d of the same shape as stage 1's
   result, and the pipeline feeds the decoder this module's own B_d (never stage 1's), so training and inference
   agree either way.
 
-Validation / test (RestorationEvalMixin): by default (``eval_mode="reconstruction"``) the decoder reconstructs the
-batch's HQ image from E(I_HQ) (posterior mean) with the LQ image's features and P_D — the task it is trained on
-(``restore(lq, hq=...)``; inside validation the batch's ``gt``). ``eval_mode="pipeline"`` (needs ``stage1_ckpt``)
-scores the whole restoration instead: stage-1 UniPC sampling from the LQ image, decoded by this decoder (Table V).
+Validation / test (RestorationEvalMixin): ``eval_mode="pipeline"`` (the configs' default; needs ``stage1_ckpt``)
+scores the whole restoration from the LQ image: stage-1 UniPC sampling, decoded by this decoder (Table V).
+``eval_mode="reconstruction"`` has the decoder reconstruct the batch's HQ image from E(I_HQ) (posterior mean) with
+the LQ image's features and P_D — the task it is trained on (``restore(lq, hq=...)``; inside validation the batch's
+``gt``); its test table is titled as such (:attr:`DiffRestorerStage2.test_description`), never as a restoration.
+The configs require ``model.stage1_ckpt`` (``???``): the paper's stage 2 learns on stage 1's P_D.
 Restoring images from LQ alone is :class:`~src.diff_restorer.pipeline.DiffRestorerPipeline`'s job.
 
 Checkpoints hold the decoder, B_d and the discriminator (to resume) and the model config; the frozen VAE, CLIP and
@@ -168,6 +170,14 @@ class DiffRestorerStage2(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
     @property
     def not_run_reason(self) -> str | None:
         return None if self.available else getattr(self.decoder, "reason", "decoder unavailable")
+
+    @property
+    def test_description(self) -> str:
+        """What the test table scores (its title)."""
+        if self.hparams.eval_mode == "pipeline":
+            return "LQ input vs its restoration through the whole pipeline (stage-1 UniPC sampling + this decoder)"
+        return ("reconstruction of I_HQ from E(I_HQ) with the LQ features and P_D (the decoder sees the HQ latent: "
+                "not a restoration of the LQ input)")
 
     def frozen_modules(self) -> list[nn.Module]:
         mods = [self.vae, self.clip] + [m for m in (self.perceptual, self.stage1) if m is not None]

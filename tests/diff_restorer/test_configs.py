@@ -28,7 +28,8 @@ def test_paper_experiment_composes_with_the_paper_recipe(compose_cfg, tmp_path):
     assert m.prompt_processor.degradation_dim == 256
     assert cfg.data.batch_size * cfg.trainer.devices == 16  # the paper's batch on two A100s
     assert cfg.trainer.max_steps == 100 * 80000 // 16
-    assert cfg.data.patch_size == 256 and cfg.trainer.accumulate_grad_batches == 1
+    assert cfg.data.patch_size == 512 and cfg.trainer.accumulate_grad_batches == 1  # the paper's 512² images
+    assert cfg.data._target_.endswith("DiffRestorerDataModule") and cfg.data.samples_per_task == 10000
     with pytest.raises(Exception, match="stable-diffusion-v1-5/stable-diffusion-v1-5") as err:
         instantiate(m)  # no weights here: one clear error saying what to download and where
     assert "${paths.weights_dir}/stable-diffusion-v1-5" in str(err.value)
@@ -113,7 +114,7 @@ def test_train_end_to_end_then_reload_checkpoint(compose_cfg, tmp_path):
 
     from src.diff_restorer import tsne
 
-    res = tsne.main(["--ckpt", str(last), "--per-task", "2", "--size", "48", "--iters", "60", "--backend", "numpy",
+    res = tsne.main(["--ckpt", str(last), "--per-task", "2", "--size", "48", "--iters", "250", "--backend", "pil",
                      "--out", str(tmp_path / "tsne.png")])
     assert res["png"].is_file() and res["tsne_clip"].shape == (16, 2)
 

@@ -18,7 +18,12 @@ TINY2 = ["experiment=diff_restorer_stage2_tiny"]
 
 
 def build_tiny2(overrides: list[str] | None = None) -> DiffRestorerStage2:
-    cfg = compose_train([*TINY2, *(overrides or [])])
+    """The tiny stage-2 model; unless the overrides say otherwise, without stage 1 (B_d trained here) and scoring
+    reconstructions (the configs require model.stage1_ckpt and score the pipeline)."""
+    overrides = list(overrides or [])
+    given = {o.split("=", 1)[0] for o in overrides}
+    defaults = [d for d in ("model.stage1_ckpt=null", "model.eval_mode=reconstruction") if d.split("=")[0] not in given]
+    cfg = compose_train([*TINY2, *defaults, *overrides])
     model = instantiate(cfg.model)
     model.model_config = OmegaConf.to_container(cfg.model, resolve=True)
     return model
@@ -165,20 +170,48 @@ def test_validation_scores_the_reconstruction_of_the_hq_image():
     assert model._eval_reference is None
 
 
-def test_train_cli_runs_end_to_end(tmp_path):
-    result = train(compose_train([*TINY2, "debug=default", "trainer=cpu"], tmp_path))
+@pytest.fixture(scope="module")
+def stage1_ckpt(tmp_path_factory):
+    """A (perturbed) tiny stage-1 checkpoint, as stage 2 requires."""
+    stage1 = build_tiny()
+    perturb(stage1)
+    return save_ckpt(stage1, tmp_path_factory.mktemp("s1") / "s1.ckpt")
+
+
+def test_stage1_checkpoint_is_required_with_a_clear_error(tmp_path):
+    from src.train import UsageError
+
+    with pytest.raises(UsageError, match=r"model\.stage1_ckpt: .*train stage 1 first"):
+        train(compose_train([*TINY2, "debug=default", "trainer=cpu"], tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_train_cli_runs_end_to_end(tmp_path, stage1_ckpt):
+    result = train(compose_train([*TINY2, "debug=default", "trainer=cpu", "model.sampling_steps=2",
+                                  f"model.stage1_ckpt={stage1_ckpt}"], tmp_path))
     assert {r["task"] for r in result["rows"]} >= {"all"}
+    # the test restored LQ images through stage 1 + this decoder, and its table says so
+    assert "restoration through the whole pipeline" in result["paths"]["markdown"].read_text()
     last = tmp_path / "checkpoints" / "last.ckpt"
     ckpt = torch.load(last, weights_only=True)
     assert ckpt["diff_restorer_stage2"]["optimizer_steps"] == {"generator": 1, "discriminator": 1}
     assert {k.split(".")[0] for k in ckpt["state_dict"]} == {"decoder", "degradation_branch", "discriminator"}
     model = load_model_from_checkpoint(last)
     assert isinstance(model, DiffRestorerStage2) and model.train_batches == 0  # (only resume restores the counter)
+    assert not model.hparams.train_degradation_branch  # B_d came from stage 1, frozen
 
 
-def test_consistency_decoder_row_is_reported_as_not_run_without_weights(tmp_path):
+def test_reconstruction_test_table_is_labelled_as_such(tmp_path):
+    result = train(compose_train([*TINY2, "debug=default", "trainer=cpu", "model.stage1_ckpt=null",
+                                  "model.eval_mode=reconstruction", "train=false"], tmp_path))
+    text = result["paths"]["markdown"].read_text()
+    assert "reconstruction of I_HQ from E(I_HQ)" in text and "not a restoration" in text
+
+
+def test_consistency_decoder_row_is_reported_as_not_run_without_weights(tmp_path, stage1_ckpt):
     result = train(compose_train([*TINY2, "debug=default", "trainer=cpu", "ablation=dr_decoder_consistency",
-                                  f"paths.weights_dir={tmp_path}/weights"], tmp_path))
+                                  f"model.stage1_ckpt={stage1_ckpt}", f"paths.weights_dir={tmp_path}/weights"],
+                                 tmp_path))
     text = result["paths"]["not_run"].read_text()
     assert "not run" in text and f"{tmp_path}/weights/consistency-decoder" in text
 
@@ -189,6 +222,8 @@ def test_configs_hold_the_papers_recipe_and_table5():
     assert (m.lambda_per, m.lambda_adv) == (0.1, 0.001)
     assert m.optimizer._target_ == "torch.optim.AdamW" and m.optimizer.lr == 1e-5
     assert cfg.data.batch_size == 4 and cfg.trainer.max_epochs == 25 and m.decoder.refinement
+    assert cfg.data.patch_size == 512 and cfg.data._target_.endswith("DiffRestorerDataModule")  # the paper's data
+    assert OmegaConf.is_missing(m, "stage1_ckpt") and m.eval_mode == "pipeline"  # stage 1 first, scored whole
     assert m.vae.sd_dir.endswith("stable-diffusion-v1-5") and m.perceptual.weights.endswith("vgg19-dcbaabe7.pth")
     with pytest.raises(FileNotFoundError, match="vgg19-dcbaabe7.pth"):
         instantiate(m.perceptual)()
