@@ -47,8 +47,16 @@ def test_two_process_cpu_ddp_fit(tmp_path):
     assert "| all |" in proc.stdout + proc.stderr
 
 
-def test_table2_ablations_run_as_one_multirun(tmp_path):
-    _run_cli(["--multirun", *TINY, "sweep=diffuir_table2", "test=false", "trainer.max_steps=1",
+def test_table2_ablations_run_as_one_multirun_ending_in_one_table(tmp_path):
+    _run_cli(["--multirun", *TINY, "sweep=diffuir_table2", "trainer.max_steps=1", "logger=csv",
               f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
     runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert len(runs) == 4 and all((tmp_path / "sweep" / r / "checkpoints" / "last.ckpt").is_file() for r in runs)
+    md = (tmp_path / "sweep" / "summary.md").read_text().splitlines()
+    rows = [line for line in md if line.startswith("| ") and line[2].isdigit()]
+    assert [r.split(" | ")[1:3] for r in rows] == [[f"ablation={a}", "completed"]
+                                                   for a in ("full", "no_sdt", "no_ec_sdt", "no_ic_sdt")]
+    papers = [line.split(" | ")[1] for line in md if "↳ paper:" in line]
+    assert papers == ['↳ paper: DiffUIR Table 2 "DiffUIR"', '↳ paper: DiffUIR Table 2 "-SDT"',
+                      '↳ paper: DiffUIR Table 2 "-EC & SDT"', '↳ paper: DiffUIR Table 2 "-IC & SDT"']
+    assert (tmp_path / "sweep" / "summary.csv").is_file()
