@@ -1,0 +1,258 @@
+"""Every documented training path runs: each experiment × data combination, every ablation and every sweep job
+composes, instantiates, trains one step and tests one batch on tiny settings.
+
+Manifest data (``data=diffuir_tasks``, ``data=eight_degradations``) comes from small fake trees in each dataset's
+published layout (tiny PNGs written here), turned into manifests by the suite's own builders
+(:func:`src.data.manifests.build_manifests`, :func:`src.data.synthetic_sets.generate_sets`). Full-size models are
+checked by composition and parameter count only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from PIL import Image
+
+from src.data.manifests import build_manifests
+from src.data.synthetic_sets import generate_sets
+from src.train import UsageError, train
+from tests.conftest import CONF, compose_train
+
+# one optimiser step, one test batch, nothing else (no validation, logger, checkpoints, progress bar)
+FAST = ["debug=default", "trainer=cpu", "num_threads=1", "trainer.max_steps=1", "trainer.limit_val_batches=0",
+        "data.train_samples=40",  # at least one batch of the largest swept batch size (20)
+        "~logger", "callbacks=none", "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+DIFFUIR_TINY = ["model.net.dim=8"]
+DR_TINY = ["model.sampling_steps=2"]
+DIFFUIR_PARAMS = {"t": 886_435, "s": 3_268_643, "b": 12_406_851, "l": 36_261_187}  # the official code's counts
+
+_RNG = np.random.default_rng(0)
+
+
+def _png(path: Path, size=(48, 40)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_RNG.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+def _pairs(lq_dir: Path, gt_dir: Path, lq_names, gt_names=None) -> None:
+    for n in lq_names:
+        _png(lq_dir / n)
+    for n in gt_names or lq_names:
+        _png(gt_dir / n)
+
+
+def write_published_trees(data: Path) -> dict[str, Path]:
+    """Tiny copies of every training / test source of both papers, each in its published folder layout."""
+    roots = {}
+    r = roots["rain_merged"] = data / "syn_rain"  # DiffUIR's merged deraining sets
+    _pairs(r / "train" / "input", r / "train" / "target", ["1.png", "2.png"])
+    for s in ("Rain100H", "Rain100L", "Test100", "Test1200", "Test2800"):
+        _pairs(r / "test" / s / "input", r / "test" / s / "target", ["a.png"])
+    r = roots["lol"] = data / "LOL"
+    _pairs(r / "our485" / "low", r / "our485" / "high", ["2.png", "5.png"])
+    _pairs(r / "eval15" / "low", r / "eval15" / "high", ["1.png"])
+    r = roots["snow100k"] = data / "Snow100K"
+    _pairs(r / "Snow100K-training" / "all" / "synthetic", r / "Snow100K-training" / "all" / "gt", ["city_1.jpg"])
+    test = r / "Snow100K-testset" / "media" / "jdway" / "GameSSD" / "overlapping" / "test"
+    for size in ("S", "L"):
+        _pairs(test / f"Snow100K-{size}" / "synthetic", test / f"Snow100K-{size}" / "gt", ["x.jpg"])
+    r = roots["reside"] = data / "RESIDE"
+    _pairs(r / "OTS_ALPHA" / "haze" / "OTS", r / "OTS_ALPHA" / "clear" / "clear_images",
+           ["0001_0.8_0.2.jpg", "0002_1_0.08.jpg"], ["0001.jpg", "0002.jpg"])
+    _pairs(r / "SOTS" / "outdoor" / "hazy", r / "SOTS" / "outdoor" / "gt", ["0001_0.8_0.2.jpg"], ["0001.png"])
+    r = roots["gopro"] = data / "GoPro"
+    for split, scene in (("train", "GOPR0372_07_00"), ("test", "GOPR0384_11_00")):
+        _pairs(r / split / scene / "blur", r / split / scene / "sharp", ["000047.png"])
+    r = roots["div2k"] = data / "DIV2K"
+    _png(r / "DIV2K_train_HR" / "0001.png")
+    _png(r / "DIV2K_valid_HR" / "0801.png")
+    r = roots["flickr2k"] = data / "Flickr2K"
+    _png(r / "Flickr2K_HR" / "000001.png")
+    r = roots["rain1400"] = data / "Rain1400"
+    _pairs(r / "training" / "rainy_image", r / "training" / "ground_truth", ["1_1.jpg", "1_2.jpg"], ["1.jpg"])
+    _pairs(r / "testing" / "rainy_image", r / "testing" / "ground_truth", ["901_3.jpg"], ["901.jpg"])
+    r = roots["raindrop"] = data / "Raindrop"
+    _pairs(r / "train" / "data", r / "train" / "gt", ["0_rain.png"], ["0_clean.png"])
+    _pairs(r / "test_a" / "data", r / "test_a" / "gt", ["5_rain.png"], ["5_clean.png"])
+    return roots
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory) -> tuple[Path, Path]:
+    """(data root, manifest folder) with every manifest the two data configs and their default test sets read."""
+    base = tmp_path_factory.mktemp("paths")
+    data, out = base / "data", base / "manifests"
+    for name, root in write_published_trees(data).items():
+        build_manifests(name, root, data_root=data, out_dir=out, jobs=1)
+    generate_sets(data / "DIV2K" / "DIV2K_valid_HR", data, sets=("noise50", "jpeg10"), manifest_dir=out)
+    return data, out
+
+
+def _data_overrides(data: str, manifests) -> list[str]:
+    if data == "builtin":
+        return ["data=builtin"]
+    root, out = manifests
+    return [f"data={data}", f"paths.data_dir={root}", f"data.manifest_dir={out}", "data.pin_memory=false"]
+
+
+def _run(overrides: list[str], out: Path) -> dict:
+    result = train(compose_train(overrides, out))
+    assert result["global_step"] >= 1 or "train=false" in overrides  # it trained (stage 2 counts G and D steps)
+    assert result["rows"] and result["rows"][-1]["task"] == "all", result.get("rows")
+    assert all(np.isfinite(r["psnr_out"]) and 0 <= r["ssim_out"] <= 1 for r in result["rows"])
+    return result
+
+
+def _groups(result) -> set[str]:
+    return {r["task"] for r in result["rows"]} - {"all"}
+
+
+DIFFUIR_SOURCES = {"Rain100H", "Rain100L", "Test100", "Test1200", "Test2800", "LOL", "Snow100K-S", "Snow100K-L",
+                   "SOTS-outdoor", "GoPro"}
+
+
+@pytest.fixture(scope="module")
+def stage1_ckpt(tmp_path_factory) -> Path:
+    """A Diff-Restorer stage-1 (tiny) run on the built-in data, with its checkpoint: what stage 2 needs."""
+    out = tmp_path_factory.mktemp("stage1")
+    fast = [o for o in FAST if o not in ("callbacks=none", "+trainer.enable_progress_bar=false", "~logger")]
+    fast += ["~callbacks.progress_bar", "logger=csv"]  # the default callbacks (checkpoints, LR monitor) otherwise
+    result = _run(["experiment=diff_restorer_stage1_tiny", *fast, *DR_TINY], out)
+    assert _groups(result) <= set(compose_train(["data=builtin"]).data.tasks)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    return ckpt
+
+
+# ------------------------------------------------------------------------------------------ experiment × data
+@pytest.mark.parametrize("size", ["t", "s", "b", "l"])
+@pytest.mark.parametrize("data", ["builtin", "diffuir_tasks"])
+def test_diffuir_sizes_train_and_test_on_each_data(size, data, manifests, tmp_path):
+    result = _run([f"experiment=diffuir_{size}", *_data_overrides(data, manifests), *FAST, *DIFFUIR_TINY], tmp_path)
+    assert _groups(result) <= (DIFFUIR_SOURCES if data == "diffuir_tasks" else set(compose_train([]).data.tasks))
+
+
+@pytest.mark.parametrize("size", ["t", "s", "b", "l"])
+def test_diffuir_full_sizes_compose_with_the_papers_parameter_counts(size):
+    cfg = compose_train([f"experiment=diffuir_{size}", "data=diffuir_tasks"])
+    model = instantiate(cfg.model)
+    assert sum(p.numel() for p in model.net.parameters()) == DIFFUIR_PARAMS[size]
+    assert (cfg.data.patch_size, cfg.data.batch_size, cfg.trainer.accumulate_grad_batches) == (256, 10, 2)
+    assert model.task_names == list(compose_train([]).data.tasks)  # the label vocabulary, whatever data= holds
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+@pytest.mark.parametrize("data", ["builtin", "eight_degradations"])
+def test_diff_restorer_stages_train_and_test_on_each_data(stage, data, manifests, stage1_ckpt, tmp_path):
+    if stage == "stage1" and data == "builtin":
+        return  # the stage1_ckpt fixture is this run
+    extra = [f"model.stage1_ckpt={stage1_ckpt}"] if stage == "stage2" else []
+    result = _run([f"experiment=diff_restorer_{stage}_tiny", *_data_overrides(data, manifests), *FAST, *DR_TINY,
+                   *extra], tmp_path)
+    if data == "eight_degradations":
+        assert _groups(result) <= {"DIV2K-noise50", "DIV2K-jpeg10", "LOL", "SOTS-outdoor", "Rain1400", "Raindrop-A",
+                                   "Snow100K-L", "GoPro"}
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_diff_restorer_paper_experiments_train_on_512_unless_overridden(stage, tmp_path):
+    cfg = compose_train([f"experiment=diff_restorer_{stage}"])
+    assert cfg.data._target_.endswith("DiffRestorerDataModule") and cfg.data.patch_size == 512
+    assert compose_train([f"experiment=diff_restorer_{stage}", "data.patch_size=256"]).data.patch_size == 256
+    assert compose_train([f"experiment=diff_restorer_{stage}", "data=builtin"]).data._target_.endswith("Builtin"
+                                                                                                       "DataModule")
+    if stage == "stage2":  # stage 1 first: a clear error naming the key, before anything is built
+        cfg = compose_train(["experiment=diff_restorer_stage2", "data=builtin"], tmp_path)
+        with pytest.raises(UsageError, match=r"model\.stage1_ckpt: Diff-Restorer stage 2 takes P_D from stage 1"):
+            train(cfg)
+
+
+# ------------------------------------------------------------------------------------------ sweeps and ablations
+SWEEPS = {  # sweep -> experiment it is documented with (tiny model sizes here)
+    "sweep=diffuir_table2": ["experiment=diffuir_t", *DIFFUIR_TINY],
+    "sweep=diffuir_table3": ["experiment=diffuir_t", *DIFFUIR_TINY],
+    "hparams_search=diffuir_lr_batch": ["experiment=diffuir_t", *DIFFUIR_TINY],
+    "sweep=diff_restorer_ablations": ["experiment=diff_restorer_stage1_tiny", *DR_TINY],
+    "sweep=diff_restorer_table5": ["experiment=diff_restorer_stage2_tiny", *DR_TINY],
+}
+
+
+def sweep_jobs(sweep: str) -> list[list[str]]:
+    """The override list of every job of a sweep config (the basic sweeper's cartesian product)."""
+    params = compose_train([sweep], hydra_config=True).hydra.sweeper.params
+    keys = list(params)
+    return [[f"{k}={v}" for k, v in zip(keys, values)]
+            for values in itertools.product(*(str(params[k]).split(",") for k in keys))]
+
+
+JOBS = [(sweep, job) for sweep in SWEEPS for job in sweep_jobs(sweep)]
+
+
+def test_sweeps_cover_every_ablation_and_every_sweep_config():
+    assert {s.split("=")[1] for s in SWEEPS} == {p.stem for g in ("sweep", "hparams_search")
+                                                  for p in (CONF / g).glob("*.yaml")}
+    swept = {o.split("=")[1] for _, job in JOBS for o in job if o.startswith("ablation=")}
+    assert swept == {p.stem for p in (CONF / "ablation").glob("*.yaml")}
+    assert len(JOBS) == 4 + 6 + 9 + 9 + 4
+
+
+@pytest.mark.parametrize("sweep,job", JOBS, ids=[f"{s.split('=')[1]}:{','.join(j)}" for s, j in JOBS])
+def test_every_sweep_job_trains_and_tests(sweep, job, stage1_ckpt, tmp_path):
+    extra = [f"model.stage1_ckpt={stage1_ckpt}"] if "stage2" in SWEEPS[sweep][0] else []
+    cfg = compose_train([*SWEEPS[sweep], sweep, *job, *FAST, *extra], tmp_path)
+    for override in job:  # the job's setting reached the config
+        key, value = override.split("=")
+        if key != "ablation":
+            assert float(OmegaConf.select(cfg, key)) == float(value)
+    result = train(cfg)
+    assert result["global_step"] >= 1 or not cfg.train  # Table V's SD / Consistency decoder rows only evaluate
+    if "ablation=dr_decoder_consistency" in job:
+        assert "not_run" in result["paths"]  # no Consistency Decoder weights here: a NOT_RUN.md, not a crash
+        return
+    assert result["rows"][-1]["task"] == "all"
+
+
+# ------------------------------------------------------------------------------------------ task subsets
+@pytest.mark.parametrize("tasks", [["jpeg", "noise", "low_light"], ["snow"], ["blur", "haze", "rain", "raindrop"]])
+def test_builtin_task_subsets_in_any_order_train_and_test(tasks, tmp_path):
+    result = _run(["experiment=diffuir_t", f"data.tasks=[{','.join(tasks)}]", *FAST, *DIFFUIR_TINY,
+                   "trainer.limit_test_batches=1.0"], tmp_path)
+    assert _groups(result) == set(tasks)  # every held-out image of each trained task, under its own name
+    assert result["rows"][-1]["n"] == 3 * len(tasks)
+
+
+def test_eight_degradations_task_subset_trains_stage1(manifests, tmp_path):
+    result = _run(["experiment=diff_restorer_stage1_tiny", *_data_overrides("eight_degradations", manifests),
+                   "data.tasks=[snow,noise]", *FAST, *DR_TINY], tmp_path)
+    assert result["rows"]
+
+
+def test_diffuir_tasks_weight_subset_trains(manifests, tmp_path):
+    _run(["experiment=diffuir_t", *_data_overrides("diffuir_tasks", manifests), "data.task_weights={blur: 0.5, "
+          "rain: 0.5}", *FAST, *DIFFUIR_TINY], tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ start-up checks
+def test_missing_test_manifest_fails_before_training(manifests, tmp_path):
+    root, out = manifests
+    partial = tmp_path / "manifests"
+    shutil.copytree(out, partial)
+    (partial / "gopro_test.csv").unlink()
+    (partial / "lol_test.csv").unlink()
+    cfg = compose_train(["experiment=diffuir_t", *_data_overrides("diffuir_tasks", (root, partial)), *FAST,
+                         *DIFFUIR_TINY], tmp_path / "run")
+    started = time.perf_counter()
+    with pytest.raises(UsageError) as err:
+        train(cfg)
+    assert time.perf_counter() - started < 30
+    text = str(err.value)
+    assert f"data.testsets.gopro: {partial / 'gopro_test.csv'}" in text and "data.testsets.lol" in text
+    assert "python -m src.data.manifests build" in text
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing written
