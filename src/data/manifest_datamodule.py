@@ -64,11 +64,11 @@ class SkipReportingLoader(DataLoader):
     model sees the usual batch contract) and logs how many samples of the epoch were replaced when the epoch's
     batches end (or the iteration stops early). ``epoch_skipped`` keeps ``(epoch, count)`` of every epoch."""
 
-    epoch_skipped: list
+    @property
+    def epoch_skipped(self) -> list[tuple[int | None, int]]:
+        return self.__dict__.setdefault("_epoch_skipped", [])
 
     def __iter__(self):
-        if not hasattr(self, "epoch_skipped"):
-            self.epoch_skipped = []
         epoch, total, complete = getattr(self.sampler, "epoch", None), 0, False
         try:
             for batch in super().__iter__():
