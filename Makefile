@@ -14,8 +14,10 @@ setup: .venv/.installed  ## create .venv and install the suite with its dev tool
 	.venv/bin/pip install -q -e ".[dev]"
 	touch $@
 
-demo: setup  ## the README's main job: train DiffUIR-T on the built-in data (CPU), then print the per-task table
+demo: setup  ## the README's main job: train DiffUIR-T on the built-in data (CPU), print the per-task table, check unseen photos
 	$(ENV) $(PY) -m src.train experiment=diffuir_t_demo
+	@ckpt=$$(ls -1 logs/diffuir_t_demo/runs/*/checkpoints/last.ckpt | sort | tail -n 1); \
+	$(ENV) $(PY) -m benchmarks.unseen_photos --ckpt $$ckpt
 
 train: setup  ## make train ARGS="experiment=diffuir_l trainer=gpu"
 	$(ENV) $(PY) -m src.train $(ARGS)
