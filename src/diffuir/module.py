@@ -34,6 +34,7 @@ class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
         init_from_official: str | None = None,
         grid_samples: int = 8,
         task_names: list[str] | None = None,
+        trained_tasks: list[str] | None = None,
     ):
         super().__init__()
         # plain values only, so checkpoints load with torch.load(weights_only=True)
