@@ -2,7 +2,8 @@
 
 Upload one or more images (any format :mod:`src.utils.images` reads: 8/16-bit PNG and TIFF, JPEG, WebP, gray,
 RGBA, ...), pick a checkpoint (DiffUIR of any size, the Diff-Restorer pipeline, ...: whatever
-:func:`src.utils.checkpoints.load_model_from_checkpoint` rebuilds), the sampling steps, the seed and the tiling,
+:func:`src.utils.checkpoints.load_restoration_model` rebuilds: a
+``.ckpt`` or an ``src.export`` folder), the sampling steps, the seed and the tiling,
 and press *Restore*: a before/after slider, the degradation the model detects (models with
 ``detect_degradation``), the time taken, and the restored files to download at full size and bit depth.
 
@@ -57,16 +58,17 @@ class ModelCache:
             raise ValueError(f"unknown checkpoint {path!r}: the app was started with {self.paths}")
         if path not in self._loaded:
             from src.restore import pick_device, pick_precision
-            from src.utils.checkpoints import load_model_from_checkpoint
+            from src.utils.checkpoints import load_restoration_model, parameter_count
 
             device = pick_device(self.device_name)
-            model = load_model_from_checkpoint(path, map_location="cpu").to(device).eval()
+            model = load_restoration_model(path, map_location="cpu").to(device).eval()
             if not callable(getattr(model, "restore", None)):
                 raise TypeError(f"{path}: {type(model).__name__} has no restore(lq) method")
             precision = pick_precision(self.precision_name, device, model)
             target = (getattr(model, "model_config", None) or {}).get("_target_", type(model).__name__)
             steps = default_steps(model)
-            info = (f"{type(model).__name__} ({target}); default steps: {steps or '?'}; device {device}, "
+            info = (f"{type(model).__name__} ({target}, {parameter_count(model):,} parameters); "
+                    f"default steps: {steps or '?'}; device {device}, "
                     f"precision {precision}"
                     + ("; detects the degradation" if callable(getattr(model, "detect_degradation", None)) else ""))
             self._loaded[path] = LoadedModel(model, device, precision, info)

@@ -3,6 +3,7 @@ progress bar, refuses bad files with the reader's message, and the CLI fails cle
 without Gradio. The page itself is driven in Chromium by tests/test_app_browser.py."""
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,9 +92,22 @@ def test_cli_without_checkpoint_or_gradio_fails_clearly(ckpt, tmp_path, capsys, 
     assert "needs Gradio, an optional extra: pip install -e '.[app]'" in capsys.readouterr().err
 
 
-def test_output_names_keep_the_format_or_fall_back_to_png(tmp_path):
-    from pathlib import Path
-
+def test_output_names_keep_the_format_or_fall_back_to_png():
     assert output_name(Path("x/photo.tif")) == "photo_restored.tif"
     assert output_name(Path("scan.JPG")) == "scan_restored.JPG"
     assert output_name(Path("blob.xyz")) == "blob_restored.png"
+
+
+def test_an_export_folder_restores_like_its_checkpoint(ckpt, inputs, tmp_path):
+    from src.export import export
+
+    folder = tmp_path / "exported"
+    export(ckpt, "safetensors", folder)
+    outputs = []
+    for source in (str(ckpt), str(folder)):
+        loaded = ModelCache([source], device="cpu").get(source)
+        assert "parameters" in loaded.info
+        restorer = Restorer(loaded.model, "cpu", "32", None, 1, tile=0)
+        (outcome,) = restore_files([str(inputs / "gray.jpg")], restorer, tmp_path / Path(source).name, None)
+        outputs.append(outcome.output.read_bytes())
+    assert outputs[0] == outputs[1]
