@@ -218,7 +218,10 @@ def duplicate_problems(rows: Iterable[Row], what: str = "rows") -> tuple[list[Pr
 def _decode_text(path: Path) -> str:
     """The manifest's text (UTF-8, a byte-order mark allowed); a non-UTF-8 byte is a :class:`ManifestError` naming
     the file, line and column."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:  # permissions, I/O errors: the file named, no traceback
+        raise OSError(f"manifest {path} cannot be read: {e.strerror or e}") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "synth": _cmd_synth}[args.cmd]
     try:
         return handler(args)
-    except (ManifestError, FileNotFoundError, KeyError, ValueError) as e:
+    except (ManifestError, OSError, KeyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -435,3 +436,25 @@ def test_probe_reads_no_pixels_and_agrees_with_decode_on_orientation(tmp_path, m
     for name in ("r.png", "r.jpg"):
         assert images.probe_image(tmp_path / name).orientation == 8
         assert image_io.probe_image(tmp_path / name).size == (6, 10)
+
+
+def test_odd_manifest_files_are_named(tmp_path):
+    folder = tmp_path / "dir.csv"
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError, match="dir.csv is not a file"):
+        read_manifest(folder)
+    long = tmp_path / "long.csv"
+    long.write_text("lq,gt,task,source\n" + "a" * 200_000 + ",b.png,haze,X\n")
+    with pytest.raises(ManifestError, match=r"long.csv line \d: .*not CSV: field larger than field limit"):
+        read_manifest(long)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads files without read permission")
+def test_manifest_without_read_permission_is_named(tmp_path, capsys):
+    locked = write_manifest([Row("a.png", None, "haze", "X")], tmp_path / "locked.csv")
+    locked.chmod(0)
+    try:
+        assert main(["counts", str(locked)]) == 2
+        assert f"manifest {locked} cannot be read: Permission denied" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o644)
