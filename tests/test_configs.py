@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from src.diffuir.unet import SIZES
 from tests.conftest import CONF
@@ -69,3 +70,14 @@ def test_unknown_config_key_is_rejected(compose_cfg, tmp_path):
 def test_conf_groups_exist():
     for group in ("model", "data", "trainer", "callbacks", "logger", "paths", "experiment", "debug", "hydra"):
         assert any(Path(CONF, group).glob("*.yaml")), group
+
+
+@pytest.mark.parametrize("data", sorted(p.stem for p in (CONF / "data").glob("*.yaml")))
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_every_experiment_resolves_with_every_data_config(compose_cfg, experiment, data, tmp_path):
+    """No interpolation of a model config may need a key one data config lacks (model.task_names once read
+    data.tasks, which data=diffuir_tasks does not have)."""
+    cfg = compose_cfg([f"experiment={experiment}", f"data={data}", "model.stage1_ckpt=null"
+                       if experiment.startswith("diff_restorer_stage2") else "seed=10"], tmp_path)
+    for node in ("model", "data", "trainer", "callbacks"):
+        OmegaConf.to_container(cfg[node], resolve=True, throw_on_missing=True)
