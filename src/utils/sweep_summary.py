@@ -24,6 +24,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,8 +124,13 @@ def job_record(job_dir: Path) -> dict:
 def find_jobs(multirun_dir: str | Path) -> list[dict]:
     """Every job folder (one holding ``.hydra/overrides.yaml``) under a multirun folder, in job order."""
     root = Path(multirun_dir)
-    dirs = sorted({p.parent.parent for p in root.rglob(".hydra/overrides.yaml")
-                   if ".submitit" not in p.parts and p.parent.parent != root})
+    dirs = []
+    for here, subdirs, _ in os.walk(root):  # job folders sit one level down (deeper when an override holds a "/")
+        if Path(here) != root and (Path(here) / ".hydra" / "overrides.yaml").is_file():
+            dirs.append(Path(here))
+            subdirs.clear()  # not into a job's checkpoints, logs, images
+        else:
+            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
     jobs = [job_record(d) for d in dirs]
     return sorted(jobs, key=lambda j: (j["num"] is None, j["num"] if j["num"] is not None else 0, str(j["dir"])))
 
