@@ -4,8 +4,9 @@
 
 Degraded samples are drawn from the built-in photos (each of the eight tasks on random crops); both embeddings
 come from the trained stage-1 model. Besides the picture, the leave-one-out k-NN accuracy of the task labels in
-each embedding space is printed: the paper's claim (P_D separates tasks better than P_CLIP) as a number. Uses
-scikit-learn's TSNE if installed, else the exact t-SNE below (O(N²): fine for a few thousand points).
+each embedding space is printed: the paper's claim (P_D separates tasks better than P_CLIP) as a number. The
+t-SNE is scikit-learn's (a dependency of the suite); the k-NN accuracies are computed in the embedding spaces
+themselves, so they do not depend on the t-SNE's random layout.
 """
 
 from __future__ import annotations
@@ -20,80 +21,19 @@ from src.data.degradations import TASKS
 from src.reporting.plots import pyplot_or_none
 
 
-# ---------------------------------------------------------------------------------------------- exact t-SNE
-def _conditional_probabilities(sq_dist: np.ndarray, perplexity: float, tol: float = 1e-5,
-                               max_steps: int = 100) -> np.ndarray:
-    """Row-wise Gaussian kernels whose entropy matches log(perplexity) (binary search on the precision)."""
-    n = sq_dist.shape[0]
-    target = np.log(perplexity)
-    p = np.zeros((n, n))
-    for i in range(n):
-        d = np.delete(sq_dist[i], i)
-        lo, hi, beta = 0.0, np.inf, 1.0
-        for _ in range(max_steps):
-            w = np.exp(-(d - d.min()) * beta)
-            s = w.sum()
-            h = np.log(s) + beta * np.sum((d - d.min()) * w) / s
-            if abs(h - target) < tol:
-                break
-            if h > target:
-                lo, beta = beta, beta * 2 if hi == np.inf else (beta + hi) / 2
-            else:
-                hi, beta = beta, (beta + lo) / 2
-        p[i, np.arange(n) != i] = w / s
-    return p
+# ---------------------------------------------------------------------------------------------- t-SNE
+def tsne(x: np.ndarray, dim: int = 2, perplexity: float = 30.0, n_iter: int = 1000, seed: int = 0) -> np.ndarray:
+    """``dim``-D t-SNE (van der Maaten & Hinton, 2008) of the rows of ``x``: scikit-learn's ``TSNE`` (PCA
+    initialisation, learning rate "auto"; at least 250 iterations, scikit-learn's minimum). The perplexity is capped
+    at (N − 1) / 3 so that small sets work."""
+    from sklearn.manifold import TSNE
 
-
-def exact_tsne(x: np.ndarray, dim: int = 2, perplexity: float = 30.0, n_iter: int = 1000, seed: int = 0,
-               early_exaggeration: float = 12.0, exaggeration_iters: int = 250) -> np.ndarray:
-    """t-SNE (van der Maaten & Hinton, 2008) with exact gradients, PCA initialisation, momentum and gains."""
-    x = np.asarray(x, dtype=np.float64)
-    n = x.shape[0]
-    if n < 3:
-        raise ValueError("t-SNE needs at least 3 points")
-    perplexity = min(perplexity, (n - 1) / 3)
-    sq = np.square(x).sum(1)
-    sq_dist = np.maximum(sq[:, None] + sq[None] - 2 * x @ x.T, 0)
-    p = _conditional_probabilities(sq_dist, perplexity)
-    p = np.maximum((p + p.T) / (2 * n), 1e-12)
-    centred = x - x.mean(0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    y = centred @ vt[:dim].T
-    y = y / (y[:, 0].std() + 1e-12) * 1e-4
-    if y.shape[1] < dim:  # fewer features than dim
-        y = np.concatenate([y, np.random.default_rng(seed).normal(0, 1e-4, (n, dim - y.shape[1]))], 1)
-    lr = max(n / early_exaggeration / 4, 50.0)  # scikit-learn's learning_rate="auto"
-    update, gains = np.zeros_like(y), np.ones_like(y)
-    for it in range(n_iter):
-        exaggeration = early_exaggeration if it < exaggeration_iters else 1.0
-        momentum = 0.5 if it < exaggeration_iters else 0.8
-        sq_y = np.square(y).sum(1)
-        num = 1.0 / (1.0 + np.maximum(sq_y[:, None] + sq_y[None] - 2 * y @ y.T, 0))
-        np.fill_diagonal(num, 0.0)
-        q = np.maximum(num / num.sum(), 1e-12)
-        pq = (exaggeration * p - q) * num
-        grad = 4.0 * (np.diag(pq.sum(1)) - pq) @ y
-        gains = np.where(np.sign(grad) != np.sign(update), gains + 0.2, gains * 0.8).clip(0.01)
-        update = momentum * update - lr * gains * grad
-        y = y + update
-        y = y - y.mean(0)
-    return y.astype(np.float32)
-
-
-def tsne(x: np.ndarray, dim: int = 2, perplexity: float = 30.0, n_iter: int = 1000, seed: int = 0,
-         backend: str = "auto") -> np.ndarray:
-    """2-D (``dim``) t-SNE of the rows of ``x``: scikit-learn's if installed (``backend='auto'``), else exact."""
-    if backend in ("auto", "sklearn"):
-        try:
-            from sklearn.manifold import TSNE
-        except ImportError:
-            if backend == "sklearn":
-                raise
-        else:
-            perp = min(perplexity, (len(x) - 1) / 3)
-            return TSNE(dim, perplexity=perp, max_iter=max(n_iter, 250), init="pca", random_state=seed,
-                        learning_rate="auto").fit_transform(np.asarray(x, dtype=np.float32))
-    return exact_tsne(x, dim, perplexity, n_iter, seed)
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] < 4:
+        raise ValueError(f"t-SNE needs an N×D array with N ≥ 4 points, got shape {x.shape}")
+    perp = min(perplexity, (len(x) - 1) / 3)
+    return TSNE(dim, perplexity=perp, max_iter=max(n_iter, 250), init="pca", random_state=seed,
+                learning_rate="auto").fit_transform(x).astype(np.float32)
 
 
 def knn_accuracy(x: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
@@ -184,15 +124,16 @@ def plot(path: str | Path, panels: dict[str, np.ndarray], labels: np.ndarray, na
 
 def run(model, out: str | Path, per_task: int = 40, size: int = 128, perplexity: float = 30.0,
         n_iter: int = 1000, seed: int = 0, backend: str = "auto") -> dict:
-    """Fig. 10 for a stage-1 model: embeddings, both t-SNEs, k-NN accuracies, and the PNG."""
+    """Fig. 10 for a stage-1 model: embeddings, both t-SNEs, k-NN accuracies, and the PNG (``backend``: the plot's,
+    auto / matplotlib / pil)."""
     images, labels = degraded_samples(per_task, size, seed=seed)
     p_clip, p_d = embeddings(model, images)
-    y_clip = tsne(p_clip, perplexity=perplexity, n_iter=n_iter, seed=seed, backend=backend)
-    y_deg = tsne(p_d, perplexity=perplexity, n_iter=n_iter, seed=seed, backend=backend)
+    y_clip = tsne(p_clip, perplexity=perplexity, n_iter=n_iter, seed=seed)
+    y_deg = tsne(p_d, perplexity=perplexity, n_iter=n_iter, seed=seed)
     acc = {"p_clip": knn_accuracy(p_clip, labels), "p_d": knn_accuracy(p_d, labels)}
     png = plot(out, {f"(a) CLIP image embedding P_CLIP (5-NN acc. {acc['p_clip']:.2f})": y_clip,
                      f"(b) degradation embedding P_D (5-NN acc. {acc['p_d']:.2f})": y_deg}, labels,
-               backend="auto" if backend in ("auto", "sklearn", "numpy") else backend)
+               backend=backend)
     return {"png": png, "knn_accuracy": acc, "labels": labels, "tsne_clip": y_clip, "tsne_deg": y_deg}
 
 
@@ -206,7 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--perplexity", type=float, default=30.0)
     parser.add_argument("--iters", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backend", default="auto", choices=["auto", "sklearn", "numpy"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "matplotlib", "pil"],
+                        help="how the plot is drawn (auto: matplotlib if installed, else PIL)")
     parser.add_argument("--out", default="tsne.png")
     args = parser.parse_args(argv)
 

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -44,19 +45,29 @@ def test_probe_cli_writes_table_and_bar_chart(tmp_path, capsys):
     assert builtin["names"] == [f"chelsea+{t}" for t in clip_probe.DEFAULT_TASKS]
 
 
-def test_exact_tsne_keeps_clusters_apart():
+def test_tsne_keeps_well_separated_clusters_apart():
+    """Three clusters 20σ apart stay apart in 2-D. The layout itself depends on the BLAS kernel (OPENBLAS_CORETYPE),
+    so the assertions have margins measured on every kernel: with 20 points per cluster and perplexity 15, 3-NN
+    accuracy was 1.0 and the between/within ratio 25–28 on Haswell, SkylakeX, Sandybridge and Prescott (at 10 points
+    and perplexity 5, Sandybridge gave 0.97 and 5.0: too close to call)."""
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 10, (3, 12))
-    x = np.concatenate([c + rng.normal(0, 0.5, (10, 12)) for c in centres])
-    labels = np.repeat(np.arange(3), 10)
-    y = tsne.exact_tsne(x, perplexity=5, n_iter=300)
-    assert y.shape == (30, 2) and np.isfinite(y).all()
-    assert tsne.knn_accuracy(y, labels, k=3) == 1.0
-    assert tsne.knn_accuracy(rng.normal(size=(30, 12)), labels, k=3) < 0.8
+    x = np.concatenate([c + rng.normal(0, 0.5, (20, 12)) for c in centres])
+    labels = np.repeat(np.arange(3), 20)
+    y = tsne.tsne(x, perplexity=15, n_iter=500)
+    assert y.shape == (60, 2) and y.dtype == np.float32 and np.isfinite(y).all()
+    assert tsne.knn_accuracy(y, labels, k=3) >= 0.95
+    within = np.mean([np.linalg.norm(y[labels == c] - y[labels == c].mean(0), axis=1).mean() for c in range(3)])
+    between = min(np.linalg.norm(y[labels == a].mean(0) - y[labels == b].mean(0)) for a in range(3)
+                  for b in range(a + 1, 3))
+    assert between > 8 * within
+    assert tsne.knn_accuracy(rng.normal(size=(60, 12)), labels, k=3) < 0.6  # the measure is not trivially high
+    with pytest.raises(ValueError, match="N ≥ 4"):
+        tsne.tsne(x[:3])
 
 
 def test_fig10_run_on_a_tiny_model(tiny_model, tmp_path):
-    res = tsne.run(tiny_model, tmp_path / "tsne.png", per_task=2, size=40, n_iter=50, backend="numpy")
+    res = tsne.run(tiny_model, tmp_path / "tsne.png", per_task=2, size=40, n_iter=250)
     assert res["png"].is_file() and res["tsne_deg"].shape == (16, 2)
     assert set(res["knn_accuracy"]) == {"p_clip", "p_d"}
     png = tsne.plot(tmp_path / "pil.png", {"a": res["tsne_clip"], "b": res["tsne_deg"]}, res["labels"],
