@@ -5,6 +5,12 @@
 * **Atomic checkpoints.** It installs :class:`AtomicCheckpointIO` as the strategy's checkpoint writer, so every
   checkpoint (``last.ckpt`` included) is written to a temporary file and renamed: a run killed while saving
   leaves the previous file intact, never a truncated one.
+* **Safe resumption.** The same writer reads ``ckpt_path`` (:class:`SafeCheckpointIO`): weights-only, the stored
+  model config checked against the suite's allowlist, and a checkpoint that does not fit the model being trained
+  (another size) named in one sentence before Lightning loads anything.
+* **Leftovers of a kill.** At the start of a fit, the temporary files a killed run left beside its checkpoints
+  (``.last.ckpt.<random>.tmp``, in this run's checkpoint folder and in the resumed checkpoint's) are removed, and a
+  line says so; one touched in the last 30 s is left alone (another process may be writing it).
 * **Non-finite loss or weights.** A NaN/inf loss stops the run before its backward pass (so no optimiser step
   and no checkpoint ever sees it) with :class:`NonFiniteLossError`; a checkpoint whose weights are not all finite
   is refused (:class:`NonFiniteWeightsError`) before anything is written. The DiffUIR module raises its own
