@@ -3,7 +3,7 @@ PY      ?= .venv/bin/python
 THREADS ?= 2
 ENV      = OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
-.PHONY: setup demo train restore test test-full eval bench complexity lint clean app test-browser
+.PHONY: setup demo train restore test test-full eval bench bench-gpu complexity lint clean app test-browser
 
 setup: .venv/.installed  ## create .venv and install the suite with its dev tools
 
@@ -51,9 +51,17 @@ eval: setup  ## evaluate CKPT (default: the newest `make demo` checkpoint, train
 	[ -n "$$ckpt" ] || { echo "make demo wrote no checkpoint"; exit 1; }; \
 	$(ENV) $(PY) -m src.eval $(or $(ARGS),experiment=diffuir_t_demo) ckpt_path=$$ckpt
 
-bench: setup  ## DiffUIR params, MACs, latency, memory, training samples/s (CPU; GPU too if present) -> experiments/bench/
-	$(ENV) $(PY) -m benchmarks.diffuir_speed --threads $(THREADS) --compare-uncached $(ARGS)
+OFFICIAL ?= /work/official_diffuir
+bench: setup  ## side-by-side sampler timings (official code if OFFICIAL=path exists, engines) + params/MACs/memory -> experiments/bench/
+	$(ENV) $(PY) -m benchmarks.engines --threads $(THREADS) --sizes T S B L --res 256 \
+	  $(if $(wildcard $(OFFICIAL)/src/model.py),--official $(OFFICIAL)) --out experiments/bench/engines_256 $(ARGS)
+	$(ENV) $(PY) -m benchmarks.engines --threads $(THREADS) --sizes T L --res 512 --rounds 2 --detail-sizes \
+	  $(if $(wildcard $(OFFICIAL)/src/model.py),--official $(OFFICIAL)) --out experiments/bench/engines_512 $(ARGS)
+	$(ENV) $(PY) -m benchmarks.diffuir_speed --threads $(THREADS) --compare-uncached
 	$(ENV) $(PY) -m benchmarks.data_loading
+
+bench-gpu:  ## GPU benchmark (<= 8 min on one H100/H200): DiffUIR-L training/sampling, Diff-Restorer 512² -> experiments/bench/gpu.md
+	benchmarks/gpu.sh
 
 complexity: setup  ## params and multiply-adds of each DiffUIR size beside the paper's Table 1
 	$(ENV) $(PY) -m src.diffuir.complexity

@@ -24,14 +24,16 @@ all three together, each measured.
 cache of :class:`~src.diffuir.blocks.WeightStandardizedConv2d` disabled (variant ``fp32+ws_uncached``): the
 standardised 3×3 kernels are then recomputed in every forward pass, as the official DiffUIR code does. The
 official code itself is not shipped here, so this is the comparison on offer: the suite's sampler with and
-without that one difference. The two are timed in alternation (same machine load); the cached timings of that
-run are in ``cached_forward_ms`` / ``cached_sampling_ms`` of the ``fp32+ws_uncached`` row.
+without that one difference. The two are timed in alternation with the order reversed every round (same machine
+load); the cached timings of that run are in ``cached_forward_ms`` / ``cached_sampling_ms`` of the
+``fp32+ws_uncached`` row and ``uncached_over_cached`` is the median of the per-round ratios of the 3-step times.
+The official code, and the inference engines, are compared side by side by ``benchmarks/engines.py``.
 
 Latencies are the median of ``--reps`` (``*_min``: the fastest, less sensitive to other load on the machine).
 
-Results are merged into the CSV (rows of the same machine, device, variant, size and resolution are replaced;
-others kept), each row describing its machine (CPU model, cores, torch threads, torch version, GPU, load
-average at the start); ``experiments/bench/diffuir_speed.md`` is regenerated from the whole CSV.
+Each run replaces the CSV and ``experiments/bench/diffuir_speed.md`` (rows of different runs are never merged),
+each row describing its machine (CPU model, cores, torch threads, torch version, GPU, 1-min load average before
+and after the row).
 """
 
 from __future__ import annotations
@@ -61,10 +63,10 @@ SAMPLING_STEPS = 3
 COLUMNS = (
     "date", "device", "device_name", "cpu", "cores", "threads", "torch", "load_1m", "variant", "size", "res", "params",
     "gmacs_forward", "gflops_forward", "gmacs_sampling", "forward_ms", "forward_ms_min", "sampling_ms",
-    "sampling_ms_min", "cached_forward_ms", "cached_sampling_ms", "peak_mem_forward_mb", "peak_mem_sampling_mb",
-    "peak_mem_train_mb", "mem_method", "train_batch", "train_samples_per_s", "reps",
+    "sampling_ms_min", "cached_forward_ms", "cached_sampling_ms", "uncached_over_cached", "peak_mem_forward_mb",
+    "peak_mem_sampling_mb", "peak_mem_train_mb", "mem_method", "train_batch", "train_samples_per_s", "reps",
+    "load_after",
 )
-KEY = ("device_name", "cpu", "torch", "device", "variant", "size", "res")
 VARIANT_OPTIONS = ("fp32", "bf16", "channels_last", "compile", "ws_uncached")
 CPU_MEM = "cpu: peak RSS increase over the call (VmHWM reset via /proc/self/clear_refs; glibc mmap threshold 128 KiB)"
 CUDA_MEM = "cuda: torch.cuda.max_memory_allocated during the call (weights included)"
@@ -167,21 +169,27 @@ def peak_memory_mb(fn: Callable[[], object], device: str) -> float | None:
     return max(0, peak - before) / 2**20 if peak is not None else None
 
 
-def time_ms(fns: list[Callable[[], object]], device: str, reps: int, warmup: int) -> list[tuple[float, float]]:
-    """(median, min) milliseconds of each function, called in interleaved rounds (so that several functions
-    compared see the same machine load)."""
+def time_rounds(fns: list[Callable[[], object]], device: str, reps: int, warmup: int) -> list[list[float]]:
+    """Milliseconds of each call of each function, in rounds whose order alternates (A B, B A, A B, ...), so that
+    the functions compared see the same machine load and neither always runs first."""
     for _ in range(warmup):
         for fn in fns:
             fn()
     _sync(device)
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(reps):
-        for fn, ts in zip(fns, times):
+    for r in range(reps):
+        order = list(zip(fns, times))
+        for fn, ts in order if r % 2 == 0 else order[::-1]:
             start = time.perf_counter()
             fn()
             _sync(device)
-            ts.append(time.perf_counter() - start)
-    return [(1000 * statistics.median(ts), 1000 * min(ts)) for ts in times]
+            ts.append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def time_ms(fns: list[Callable[[], object]], device: str, reps: int, warmup: int) -> list[tuple[float, float]]:
+    """(median, min) milliseconds of each function, timed in alternation (:func:`time_rounds`)."""
+    return [(statistics.median(ts), min(ts)) for ts in time_rounds(fns, device, reps, warmup)]
 
 
 @contextlib.contextmanager
@@ -254,8 +262,10 @@ def measure(size: str, res: int, device: str, variant: str, reps: int, warmup: i
             return call
 
         fwd, ref_fwd = time_ms([without_cache(forward), forward], device, reps, warmup)
-        smp, ref_smp = time_ms([without_cache(sampling), sampling], device, reps, warmup)
-        row.update(cached_forward_ms=round(ref_fwd[0], 2), cached_sampling_ms=round(ref_smp[0], 2))
+        smp_ts, ref_ts = time_rounds([without_cache(sampling), sampling], device, reps, warmup)
+        smp, ref_smp = (statistics.median(smp_ts), min(smp_ts)), (statistics.median(ref_ts), min(ref_ts))
+        row.update(cached_forward_ms=round(ref_fwd[0], 2), cached_sampling_ms=round(ref_smp[0], 2),
+                   uncached_over_cached=round(statistics.median(a / b for a, b in zip(smp_ts, ref_ts)), 3))
         forward, sampling = without_cache(forward), without_cache(sampling)
     else:
         (fwd,), (smp,) = time_ms([forward], device, reps, warmup), time_ms([sampling], device, reps, warmup)
@@ -287,17 +297,6 @@ def _round(x: float | None) -> float | str:
 
 
 # ------------------------------------------------------------------------------------------- output
-def merge_rows(path: Path, new_rows: list[dict]) -> list[dict]:
-    """Rows already in ``path`` whose key is not among the new ones, then the new rows."""
-    old = []
-    if path.is_file():
-        with path.open(newline="") as f:
-            old = list(csv.DictReader(f))
-    new_keys = {tuple(str(r.get(k, "")) for k in KEY) for r in new_rows}
-    kept = [r for r in old if tuple(str(r.get(k, "")) for k in KEY) not in new_keys]
-    return kept + new_rows
-
-
 def write_csv(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
@@ -313,8 +312,10 @@ def to_markdown(rows: list[dict]) -> str:
              "GMACs: multiply-accumulates (1 MAC = 2 FLOPs) counted by PyTorch's FlopCounterMode, every convolution "
              "included. Latencies per image at batch 1: median of the repetitions (fastest in brackets); 3-step = "
              "the released sampler. `fp32+ws_uncached`: weight-standardisation cache off, timed in alternation with "
-             "the cached network (its timings in the 'cached, same run' column). Training: Adam steps of the L1 "
-             "loss at the row's resolution. Load: the machine's 1-minute load average when the run started.", ""]
+             "the cached network (its timings in the 'cached, same run' column, then the median per-round ratio "
+             "uncached / cached). Training: Adam steps of the L1 loss at the row's resolution. Load: the machine's "
+             "1-minute load average before → after the row. One run per file: rows of different runs are never "
+             "merged.", ""]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         key = tuple(str(r[k]) for k in ("device_name", "cpu", "cores", "threads", "torch", "mem_method"))
@@ -328,12 +329,14 @@ def to_markdown(rows: list[dict]) -> str:
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in sorted(rs, key=lambda r: (list(SIZES).index(r["size"]), int(r["res"]))):
             train = f"{r['train_samples_per_s']} ({r['train_batch']})" if r.get("train_samples_per_s") else ""
-            cached = f"{r['cached_forward_ms']} / {r['cached_sampling_ms']}" if r.get("cached_forward_ms") else ""
+            cached = (f"{r['cached_forward_ms']} / {r['cached_sampling_ms']} (×{r['uncached_over_cached']})"
+                      if r.get("cached_forward_ms") else "")
             lines.append(f"| {r['variant']} | {r['size']} | {r['res']} | {int(r['params']):,} | {r['gmacs_forward']} "
                          f"| {r['gmacs_sampling']} | {r['forward_ms']} ({r.get('forward_ms_min', '')}) | "
                          f"{r['sampling_ms']} ({r.get('sampling_ms_min', '')}) | {cached} | "
                          f"{r['peak_mem_forward_mb']} | {r['peak_mem_sampling_mb']} | {train} | "
-                         f"{r.get('peak_mem_train_mb') or ''} | {r['date']} ({r['load_1m']}) |")
+                         f"{r.get('peak_mem_train_mb') or ''} | {r['date']} "
+                         f"({r['load_1m']} → {r.get('load_after', '')}) |")
         lines.append("")
     return "\n".join(lines)
 
@@ -356,7 +359,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--compare-uncached", action="store_true",
                         help="also the fp32 sampler with the weight-standardisation cache off (official behaviour)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"CSV to merge into (default {DEFAULT_OUT})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"CSV written (replaced; default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -370,22 +373,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                      ["fp32", "bf16", "channels_last", "compile", "bf16+channels_last+compile"])
         if args.compare_uncached and "fp32+ws_uncached" not in variants:
             variants = [*variants, "fp32+ws_uncached"]
-        facts = machine(device)
         for size in args.sizes:  # variants innermost: the ones compared run back to back
             for res in args.res:
                 for variant in variants:
                     train = not args.no_train and res == args.train_res and "ws_uncached" not in variant
                     print(f"[{device}] {variant} DiffUIR-{size} {res}² ...", flush=True)
+                    facts = machine(device)  # the load before this row
                     row = {**facts, **measure(size, res, device, variant, args.reps, args.warmup, args.train_batch,
-                                              train)}
+                                              train), "load_after": f"{os.getloadavg()[0]:.2f}"}
                     print(f"    forward {row['forward_ms']} ms, 3-step {row['sampling_ms']} ms, "
                           f"{row['gmacs_forward']} GMACs/forward"
                           + (f", train {row['train_samples_per_s']} samples/s" if train else ""), flush=True)
                     rows.append(row)
-    all_rows = merge_rows(args.out, rows)
-    write_csv(args.out, all_rows)
+    write_csv(args.out, rows)
     md = args.out.with_suffix(".md")
-    md.write_text(to_markdown(all_rows))
+    md.write_text(to_markdown(rows))
     print(f"wrote {args.out} and {md}")
     return rows
 

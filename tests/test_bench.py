@@ -3,6 +3,7 @@
 import csv
 
 import pytest
+import torch
 
 from benchmarks import diffuir_speed as bench
 
@@ -23,13 +24,81 @@ def test_rows_have_sizes_latencies_memory_and_training_throughput(tmp_path):
         written = list(csv.DictReader(f))
     assert len(written) == 2 and tuple(written[0]) == bench.COLUMNS
     assert "| fp32 | T | 32 | 886,435 |" in out.with_suffix(".md").read_text()
-    # a second run of one variant replaces its row and keeps the other
+    assert uncached["uncached_over_cached"] > 0 and float(written[1]["load_after"]) >= 0
+    # a second run replaces the file: rows of different runs are never merged
     bench.main(["--sizes", "T", "--res", "32", "--reps", "1", "--warmup", "0", "--no-train", "--threads", "1",
                 "--variants", "fp32", "--out", str(out)])
     with out.open() as f:
         again = list(csv.DictReader(f))
-    assert sorted(r["variant"] for r in again) == ["fp32", "fp32+ws_uncached"] and again[-1]["train_batch"] == ""
+    assert [r["variant"] for r in again] == ["fp32"] and again[0]["train_batch"] == ""
 
+
+def test_rounds_alternate_their_order():
+    calls = []
+    times = bench.time_rounds([lambda: calls.append("A"), lambda: calls.append("B")], "cpu", reps=4, warmup=1)
+    assert "".join(calls) == "AB" + "ABBAABBA" and [len(t) for t in times] == [4, 4]
+
+
+def test_engines_bench_side_by_side(tmp_path, capsys):
+    """benchmarks/engines.py at 32²: alternated rounds, paired speed-ups, differences, load; no official code
+    given → a message saying how to get it, and the suite is the reference."""
+    from benchmarks import engines as eb
+
+    calls = []
+    eb.alternate({"A": lambda: calls.append("A"), "B": lambda: calls.append("B"), "C": lambda: calls.append("C")},
+                 rounds=2, warmup=0)
+    assert "".join(calls) == "ABCCBA"
+    rows = eb.main(["--sizes", "T", "--res", "32", "--rounds", "2", "--threads", "1", "--engines", "eager",
+                    "--out", str(tmp_path / "engines")])
+    assert "git clone https://github.com/iSEE-Laboratory/DiffUIR" in capsys.readouterr().out
+    assert [r["contender"] for r in rows] == ["suite", "suite-uncached", "eager"]
+    suite, uncached, eager = rows
+    assert suite["reference"] == "suite" and suite["speedup"] == 1.0 and float(suite["max_abs_diff"]) == 0
+    assert float(uncached["max_abs_diff"]) <= 1e-5 and float(eager["max_abs_diff"]) <= 1e-4
+    assert all(r["rounds"] == 2 and r["q1_s"] <= r["median_s"] <= r["q3_s"] and r["speedup"] > 0 for r in rows)
+    assert all(r["cpu"] and r["threads"] == 1 and r["load_before"] >= 0 and r["load_after"] >= 0 for r in rows)
+    md = (tmp_path / "engines.md").read_text()
+    assert "| T | 32 | eager |" in md and "vs suite" in md
+    with pytest.raises(SystemExit):  # a path that is not an official checkout: usage error
+        eb.main(["--sizes", "T", "--res", "32", "--official", str(tmp_path), "--out", str(tmp_path / "x")])
+
+
+def test_gpu_bench_smoke_runs_end_to_end_on_cpu(tmp_path):
+    """benchmarks/gpu_bench.py --smoke: every section on tiny sizes on the CPU (compile rows skipped)."""
+    from benchmarks import gpu_bench
+
+    rows = gpu_bench.main(["--smoke", "--out", str(tmp_path / "gpu")])
+    by = {(r["section"], r["variant"]): r for r in rows}
+    for variant in ("fp32", "bf16", "channels_last"):
+        assert by[("train", variant)]["samples_per_s"] > 0
+    assert "skipped in --smoke" in by[("train", "compile")]["note"]
+    assert {r["res"] for r in rows if r["section"] == "sample" and "median_s" in r} == {32, 64}
+    (dr,) = [r for r in rows if r["section"] == "diff_restorer"]
+    assert dr["median_s"] > 0 and "UniPC 2 steps" in dr["variant"]
+    assert "| train | DiffUIR-T | 32 | 2 | fp32 |" in (tmp_path / "gpu.md").read_text()
+
+
+def test_gpu_fast_trainer_config_switches(tmp_path):
+    """trainer=gpu_fast: bf16-mixed, channels-last, compile (in place: checkpoint keys unchanged), fused Adam."""
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_train
+
+    cfg = compose_train(["experiment=diffuir_t", "trainer=gpu_fast"], tmp_path)
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accelerator == "gpu"
+    assert cfg.model.channels_last and cfg.model.compile and cfg.model.optimizer.fused
+    from src.diffuir.module import DiffUIRModule
+
+    def module(switches):  # the module with the config's network, diffusion, optimizer and switches
+        return DiffUIRModule(instantiate(cfg.model.net), instantiate(cfg.model.diffusion),
+                             optimizer=instantiate(cfg.model.optimizer), ema=None, **switches)
+
+    fast = module({"channels_last": cfg.model.channels_last, "compile": cfg.model.compile})
+    plain = module({})
+    assert list(fast.state_dict()) == list(plain.state_dict())  # converter / checkpoints unaffected
+    assert fast.net.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.net._compiled_call_impl is not None and plain.net._compiled_call_impl is None
+    assert fast.configure_optimizers().defaults["fused"] is True
 
 def test_ws_cache_disabled_gives_the_same_output():
     import torch

@@ -35,6 +35,8 @@ class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
         grid_samples: int = 8,
         task_names: list[str] | None = None,
         trained_tasks: list[str] | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         # plain values only, so checkpoints load with torch.load(weights_only=True)
@@ -48,8 +50,13 @@ class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
             )
         if init_from_official:
             load_official_weights(net, init_from_official)  # weights-only; a wrong size is named
+        if channels_last:  # GPU switch (conf/trainer/gpu_fast.yaml): NHWC weights and inputs
+            net = net.to(memory_format=torch.channels_last)
         self.net, self.diffusion = net, diffusion
         self.ema = EMA(net, **ema) if ema is not None else None
+        if compile:  # torch.compile of the training network in place: parameter names (checkpoints) unchanged
+            net.compile()
+        self.inference_net: Callable | None = None  # an engine of src.diffuir.engines (use_engine), else eval_net
         self.task_names = list(task_names or TASKS)
         self.model_config: dict | None = None  # the resolved Hydra model config, stored in checkpoints
         self._eval_records: list[dict] = []
@@ -65,7 +72,10 @@ class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
                                                           "interval": "step"}}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.diffusion.loss(self.net, batch["gt"] * 2 - 1, batch["lq"] * 2 - 1)
+        gt, lq = batch["gt"] * 2 - 1, batch["lq"] * 2 - 1
+        if self.hparams.get("channels_last"):
+            gt, lq = gt.contiguous(memory_format=torch.channels_last), lq.contiguous(memory_format=torch.channels_last)
+        loss = self.diffusion.loss(self.net, gt, lq)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"DiffUIR loss became {loss.item()} at global step {self.global_step}")
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["gt"].shape[0])
@@ -97,6 +107,7 @@ class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
         ``noise``: the sampler's start noise, shaped like ``lq`` (drawn with ``generator`` when None); tiled
         restoration (``src.restore``) passes each tile its crop of one noise field over the whole image.
         """
-        out = self.diffusion.sample(self.eval_net, lq * 2 - 1, steps=steps, noise=noise, generator=generator)
+        net = self.inference_net if self.inference_net is not None else self.eval_net
+        out = self.diffusion.sample(net, lq * 2 - 1, steps=steps, noise=noise, generator=generator)
         return (out + 1) / 2
 

@@ -1,0 +1,152 @@
+"""Inference engines (src/diffuir/engines.py): same sampler output as PyTorch, the ONNX export checked against the
+network, the trained network untouched."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from src.diffuir import engines
+from src.diffuir.blocks import WeightStandardizedConv2d
+from src.diffuir.diffusion import ResidualDiffusion
+from src.diffuir.unet import DiffUIRUNet
+
+HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
+HAS_OV = importlib.util.find_spec("openvino") is not None
+needs = {"onnx": HAS_ORT, "openvino": HAS_OV, "openvino-bf16": HAS_OV}
+
+
+def _net(seed: int = 0) -> DiffUIRUNet:
+    torch.manual_seed(seed)
+    net = DiffUIRUNet.from_size("T").eval()
+    with torch.no_grad():  # non-trivial gains and biases, so that a wrong fold or norm would show
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net
+
+
+def test_fold_weight_standardization_is_exact_and_leaves_the_network_alone():
+    net = _net()
+    keys = list(net.state_dict())
+    folded = engines.fold_weight_standardization(net)
+    assert not any(isinstance(m, WeightStandardizedConv2d) for m in folded.modules())
+    assert sum(isinstance(m, WeightStandardizedConv2d) for m in net.modules()) == 38  # 19 ResBlocks × 2
+    assert list(net.state_dict()) == keys and list(folded.state_dict()) == keys  # names unchanged (converter)
+    x, t = torch.rand(1, 6, 32, 48) * 2 - 1, torch.full((1,), 731.0)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x, t), net(x, t), atol=1e-5, rtol=1e-5)
+    net.train()  # training still standardises on the fly, with gradients to the raw kernel
+    net(x, t).sum().backward()
+    assert net.downs[0].res1.block1.conv.weight.grad is not None
+
+
+@pytest.mark.parametrize("name", [e for e in engines.EXACT_ENGINES if e != "compile"])
+def test_exact_engines_reproduce_the_pytorch_sampler(name):
+    if not needs.get(name, True):
+        pytest.skip(f"{name}: backend not installed (pip install -e '.[fast]')")
+    net, diffusion = _net(1), ResidualDiffusion()
+    x = torch.rand(2, 3, 40, 52) * 2 - 1  # odd size: the engine pads to 48×64 and crops back, batch 2
+    noise = torch.randn_like(x)
+    ref = diffusion.sample(net, x, noise=noise)
+    engine = engines.build_engine(net, name)
+    assert engine.name == name and engine.exact
+    out = diffusion.sample(engine, x, noise=noise)
+    assert out.shape == ref.shape
+    assert ((out - ref).abs().max() / 2).item() <= 1e-4  # [0, 1] scale: the issue's bound for fp32 paths
+    assert ((out - ref).abs().max() / 2).item() > 0 or name == "eager"  # another backend really ran
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """``python -m src.export --format onnx``'s exporter on a DiffUIR-T module (EMA copy = what restores)."""
+    from src.diffuir.module import DiffUIRModule
+
+    module = DiffUIRModule(_net(2), ResidualDiffusion(), optimizer=torch.optim.Adam, ema={}).eval()
+    with torch.no_grad():  # the EMA copy differs from the raw network: the export must hold the EMA one
+        for p in module.ema.averaged.parameters():
+            p.add_(0.01)
+    out = tmp_path_factory.mktemp("onnx")
+    (path,) = engines.export_onnx_checkpoint(module, out / "last.ckpt", out / "export")
+    return module, path
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed")
+@pytest.mark.parametrize("side", [32, 64])
+def test_exported_onnx_matches_the_pytorch_model(exported, side):
+    import json
+
+    import onnx
+    import onnxruntime as ort
+
+    module, path = exported
+    assert path.name == "diffuir.onnx" and not list(path.parent.glob("*.partial"))
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["pad_multiple"] == "16" and meta["in_channels"] == "6"
+    assert json.loads(meta["sampler"])["sampling_steps"] == 3
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x, t = torch.rand(2, 6, side, side) * 2 - 1, torch.tensor([999.0, 12.5])
+    out = session.run(None, {"x": x.numpy(), "t": t.numpy()})[0]
+    with torch.no_grad():
+        ref, raw = module.eval_net(x, t).numpy(), module.net(x, t).numpy()
+    assert out.shape == (2, 3, side, side)
+    np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)
+    assert np.abs(out - raw).max() > 1e-3  # the EMA weights, not the raw ones
+
+
+def test_onnx_is_an_export_format_and_only_for_diffuir(tmp_path):
+    from src.export import EXPORTERS
+
+    assert EXPORTERS["onnx"] is engines.export_onnx_checkpoint
+    with pytest.raises(ValueError, match="only DiffUIR models export to ONNX"):
+        engines.export_onnx_checkpoint(torch.nn.Linear(2, 2), tmp_path / "x.ckpt", tmp_path / "out")
+
+
+@pytest.mark.skipif(not HAS_OV, reason="openvino not installed")
+def test_bf16_engine_is_marked_inexact_and_close():
+    net, diffusion = _net(3), ResidualDiffusion()
+    try:
+        engine = engines.build_engine(net, "openvino-bf16")
+    except RuntimeError as e:  # a CPU without bfloat16: a clear refusal, not a silent fp32 run
+        assert "bfloat16" in str(e)
+        return
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    noise = torch.randn_like(x)
+    ref, out = diffusion.sample(net, x, noise=noise), diffusion.sample(engine, x, noise=noise)
+    mse = (((out - ref) / 2) ** 2).mean().item()
+    assert not engine.exact and 0 < mse and 10 * np.log10(1 / mse) > 25
+
+
+def test_resolve_and_bad_names():
+    assert engines.resolve("auto", "cuda") == "eager"
+    assert engines.resolve("auto") in engines.EXACT_ENGINES and engines.available(engines.resolve("auto"))
+    with pytest.raises(ValueError, match="unknown engine 'tensorrt'"):
+        engines.resolve("tensorrt")
+    if HAS_ORT:
+        with pytest.raises(ValueError, match="CPU only"):
+            engines.resolve("onnx", "cuda")
+
+
+def test_use_engine_on_the_lightning_module():
+    from src.diffuir.module import DiffUIRModule
+
+    net = _net(4)
+    module = DiffUIRModule(net, ResidualDiffusion(), optimizer=torch.optim.Adam, ema=None).eval()
+    keys = list(module.state_dict())
+    lq, noise = torch.rand(1, 3, 32, 32), torch.randn(1, 3, 32, 32)
+    ref = module.restore(lq, noise=noise)
+    name = engines.use_engine(module, "auto")
+    assert name == engines.resolve("auto") and module.inference_net.name == name
+    torch.testing.assert_close(module.restore(lq, noise=noise), ref, atol=1e-4, rtol=0)
+    assert list(module.state_dict()) == keys  # the engine is not a submodule: checkpoints unchanged
+
+    class NotDiffUIR(torch.nn.Module):
+        pass
+
+    assert engines.use_engine(NotDiffUIR(), "auto") == "pytorch"
+    with pytest.raises(ValueError, match="only DiffUIR models"):
+        engines.use_engine(NotDiffUIR(), "onnx")
+    assert engines.use_engine(module, "auto", precision="bf16") == "eager"  # autocast needs PyTorch
+    if HAS_ORT:
+        with pytest.raises(ValueError, match="--precision 32"):
+            engines.use_engine(module, "onnx", precision="bf16")
