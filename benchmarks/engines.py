@@ -215,6 +215,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="engines to time (default: every installed one except compile)")
     parser.add_argument("--official", type=Path, default=None, help="path to a checkout of the official code")
     parser.add_argument("--no-uncached", action="store_true", help="leave out suite-uncached")
+    parser.add_argument("--no-suite", action="store_true",
+                        help="leave out the suite's PyTorch sampler (as slow as the official one; needs --official)")
     parser.add_argument("--detail-sizes", nargs="*", default=["T"], choices=list(SIZES),
                         help="sizes that also get suite-uncached (default T: it is as slow as suite, and a shared "
                              "CPU makes every slow contender expensive)")
@@ -227,7 +229,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     missing = [e for e in engines if not E.available(e)]
     if missing:
         parser.error(f"engine(s) {missing} not installed: pip install -e '.[fast]'")
-    contenders = ["suite", *engines]
+    if args.no_suite and args.official is None:
+        parser.error("--no-suite needs --official (a reference to compare with)")
+    contenders = [*([] if args.no_suite else ["suite"]), *engines]
     if args.official is None:
         print(HOW_TO_GET, flush=True)
     elif not (args.official / "src" / "model.py").is_file():
@@ -241,7 +245,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for res in args.res:
         for size in args.sizes:
             chosen = list(contenders)
-            if size in args.detail_sizes:
+            if size in args.detail_sizes and "suite" in chosen:
                 at = chosen.index("suite") + 1
                 chosen[at:at] = [] if args.no_uncached else ["suite-uncached"]
             rows += [{**facts, **r} for r in compare(size, res, chosen, args.official, args.rounds)]

@@ -56,6 +56,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from src.diffuir.engines import ENGINES, use_engine
 from src.utils.atomic import describe_cleanup, remove_stale_temporaries
 from src.utils.checkpoints import load_restoration_model, parameter_count
 from src.utils.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, read_image, write_image
@@ -369,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse larger images (decompression-bomb guard; 0: no limit)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--engine", default="auto", choices=["auto", *ENGINES],
+                   help="DiffUIR inference engine (auto: the fastest exact one installed; see src/diffuir/engines.py)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -440,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, restorer = load_restorer(args.ckpt, device, args.precision, args.steps, args.seed, args.tile,
                                         args.tile_overlap, args.tile_batch)
+        engine = use_engine(model, args.engine, device, restorer.precision)
     except (FileNotFoundError, KeyError, TypeError, ValueError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return EXIT_USAGE
@@ -447,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot load a model from {args.ckpt}: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_USAGE
     precision = restorer.precision
+    print(f"engine: {engine}", flush=True)
     target = (getattr(model, "model_config", None) or {}).get("_target_", type(model).__name__)
     print(f"model: {type(model).__name__} ({target}, {parameter_count(model):,} parameters) from {args.ckpt}\n"
           f"device: {device}, precision: {precision}, steps: {args.steps or 'model default'}, seed: {args.seed}, "

@@ -107,7 +107,7 @@ def test_bf16_engine_is_marked_inexact_and_close():
     net, diffusion = _net(3), ResidualDiffusion()
     try:
         engine = engines.build_engine(net, "openvino-bf16")
-    except RuntimeError as e:  # a CPU without bfloat16: a clear refusal, not a silent fp32 run
+    except ValueError as e:  # a CPU without bfloat16: a clear refusal, not a silent fp32 run
         assert "bfloat16" in str(e)
         return
     x = torch.rand(1, 3, 32, 32) * 2 - 1
@@ -150,3 +150,35 @@ def test_use_engine_on_the_lightning_module():
     if HAS_ORT:
         with pytest.raises(ValueError, match="--precision 32"):
             engines.use_engine(module, "onnx", precision="bf16")
+
+
+def test_restore_cli_engine_flag(tmp_path, capsys):
+    """``src.restore --engine``: the engine named runs, gives the PyTorch output, and bad combinations exit 2."""
+    from PIL import Image
+
+    from src.restore import main
+    from src.train import train
+    from tests.conftest import compose_train
+
+    train(compose_train(["experiment=diffuir_t", "debug=default", "model.net.dim=8", "num_threads=1", "trainer=cpu",
+                         "test=false", "logger=csv", "callbacks.progress_bar.refresh_rate=0"], tmp_path / "run"))
+    ckpt = str(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 28, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    fast = ["--threads", "1", "--no-progress"]
+    names = ["eager", *(n for n in ("onnx", "openvino") if needs[n])]
+    for name in names:
+        assert main([str(tmp_path / "a.png"), "--ckpt", ckpt, "--out", str(tmp_path / name), "--engine", name,
+                     *fast]) == 0
+        assert f"engine: {name}" in capsys.readouterr().out
+    ref = np.asarray(Image.open(tmp_path / "eager" / "a.png"), np.float64)
+    for name in names[1:]:  # ≤ 1e-4 apart before quantisation: at most one 8-bit level, almost never
+        out = np.asarray(Image.open(tmp_path / name / "a.png"), np.float64)
+        assert out.shape == ref.shape == (20, 28, 3) and np.abs(out - ref).max() <= 1
+        assert np.mean(out != ref) < 0.01
+    args = [str(tmp_path / "a.png"), "--ckpt", ckpt, "--out", str(tmp_path / "x"), *fast]
+    with pytest.raises(SystemExit) as e:  # argparse: an engine that does not exist
+        main([*args, "--engine", "tensorrt"])
+    assert e.value.code == 2
+    if HAS_ORT:
+        assert main([*args, "--engine", "onnx", "--precision", "bf16"]) == 2
+        assert "--precision 32" in capsys.readouterr().err

@@ -214,7 +214,7 @@ class OpenVinoEngine(Engine):
         self.exact = self.precision == "f32"
         self.core = ov.Core()
         if self.precision == "bf16" and "BF16" not in self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            raise RuntimeError("engine openvino-bf16: this CPU has no bfloat16 support (AVX-512 BF16 or AMX) in "
+            raise ValueError("engine openvino-bf16: this CPU has no bfloat16 support (AVX-512 BF16 or AMX) in "
                                "OpenVINO; use openvino or onnx")
         with tempfile.TemporaryDirectory() as tmp:  # read_model takes a file for ONNX
             path = Path(tmp) / "diffuir.onnx"
