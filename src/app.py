@@ -65,6 +65,8 @@ class ModelCache:
             if not callable(getattr(model, "restore", None)):
                 raise TypeError(f"{path}: {type(model).__name__} has no restore(lq) method")
             precision = pick_precision(self.precision_name, device, model)
+            from src.diffuir.engines import use_engine  # the fastest exact engine, as src.restore's default
+            use_engine(model, "auto", device, precision)
             target = (getattr(model, "model_config", None) or {}).get("_target_", type(model).__name__)
             steps = default_steps(model)
             info = (f"{type(model).__name__} ({target}, {parameter_count(model):,} parameters); "
