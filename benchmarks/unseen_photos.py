@@ -9,7 +9,8 @@ Hopper, scikit-learn's two sample photos (a Chinese temple, a flower) and scikit
 (``text``, grayscale). Each is
 centre-cropped to ``--size`` and degraded once per task the checkpoint was trained on, with the hard end of the
 training range (Gaussian σ = 50, JPEG quality 10; the other tasks at their default parameters), seeded.
-Writes ``unseen_photos.csv`` / ``.md`` and a labelled grid (LQ | restored | GT with PSNR/SSIM) to ``--out``.
+Writes ``unseen_photos.csv`` (per image), ``unseen_photos_summary.csv`` / ``.md`` (per task) and one labelled
+grid per photo (``grid_<photo>.png``: a row per task, LQ | restored | GT with PSNR/SSIM) to ``--out``.
 """
 
 from __future__ import annotations
@@ -73,9 +74,11 @@ def evaluate(ckpt: str, out_dir: Path, size: int = 256, seed: int = 0, tasks: li
     model = load_restoration_model(ckpt)
     tasks = tasks or trained_tasks(model)
     restorer = Restorer(model, steps=steps, seed=seed, tile=0)
-    rows, columns = [], ([], [], [])
+    rows = []
+    out_dir.mkdir(parents=True, exist_ok=True)
     for p_index, name in enumerate(PHOTOS):
         gt = load_photo(name, size)
+        columns = ([], [], [])
         for task in tasks:
             rng = np.random.default_rng([seed, p_index, TASKS.index(task)])
             lq = degrade(gt, task, rng, **TASK_PARAMS.get(task, {})).astype(np.float32)
@@ -92,8 +95,9 @@ def evaluate(ckpt: str, out_dir: Path, size: int = 256, seed: int = 0, tasks: li
                 col.append(torch.from_numpy(img).permute(2, 0, 1))
             print(f"  {name:12s} {task:9s} PSNR-Y {row['psnr_in']:6.2f} -> {row['psnr_out']:6.2f} dB "
                   f"({row['gain_db']:+.2f})", flush=True)
+        if columns[0]:  # one grid per photo (the photos differ in size): a row per task
+            save_comparison_grid(out_dir / f"grid_{name}.png", *(torch.stack(c) for c in columns))
     summary = per_task_table(rows)
-    out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "unseen_photos.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["photo", "task"])
         writer.writeheader()
@@ -102,7 +106,6 @@ def evaluate(ckpt: str, out_dir: Path, size: int = 256, seed: int = 0, tasks: li
     (out_dir / "unseen_photos.md").write_text(
         f"# Unseen photos: {ckpt}\n\nPSNR/SSIM on Y, {size}² centre crops, seed {seed}\n\n"
         + to_markdown(summary) + "\n")
-    save_comparison_grid(out_dir / "unseen_photos_grid.png", *(torch.stack(c) for c in columns))
     return summary
 
 

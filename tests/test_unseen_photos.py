@@ -51,7 +51,8 @@ def test_table_covers_every_photo_and_trained_task_with_true_input_scores(two_ta
         row = next(r for r in per_image if r["photo"] == name and r["task"] == "noise")
         assert float(row["psnr_in"]) == pytest.approx(psnr(lq, gt), abs=1e-6)
         assert float(row["gain_db"]) == pytest.approx(float(row["psnr_out"]) - float(row["psnr_in"]), abs=1e-9)
-    assert (tmp_path / "unseen_photos_grid.png").stat().st_size > 0
+    for name in unseen_photos.PHOTOS:
+        assert (tmp_path / f"grid_{name}.png").stat().st_size > 0
     assert "| all |" in capsys.readouterr().out.replace("  ", " ")
 
 
