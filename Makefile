@@ -3,7 +3,7 @@ PY      ?= .venv/bin/python
 THREADS ?= 2
 ENV      = OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
-.PHONY: setup demo train restore test test-full eval bench bench-gpu complexity lint clean app test-browser
+.PHONY: setup demo train restore test test-cpus test-full eval bench bench-gpu complexity lint clean app test-browser
 
 setup: .venv/.installed  ## create .venv and install the suite with its dev tools
 
@@ -39,6 +39,14 @@ test-browser: setup  ## src.app driven in headless Chromium (installs Debian's c
 	  $$s apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -qq chromium; }
 	@$(PY) -c "import gradio, playwright" 2>/dev/null || .venv/bin/pip install -q -e ".[browser]"
 	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q -m browser tests/test_app_browser.py
+
+CORETYPES ?= unset Haswell SkylakeX Sandybridge Prescott
+test-cpus: setup  ## the fast suite once per OpenBLAS kernel (numerics must hold on any x86-64 CPU; not in CI: ~5x make test)
+	@for ct in $(CORETYPES); do \
+	  echo "== OPENBLAS_CORETYPE=$$ct"; \
+	  if [ "$$ct" = unset ]; then env -u OPENBLAS_CORETYPE $(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q $(ARGS) || exit 1; \
+	  else env OPENBLAS_CORETYPE=$$ct $(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q $(ARGS) || exit 1; fi; \
+	done
 
 test-full: setup  ## every CPU test, the slow ones included
 	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not gpu"

@@ -163,7 +163,7 @@ def local_weights_only(weights_dir: str | Path) -> Iterator[None]:
                                                  (urllib.request, "urlopen", refuse)]
     try:
         import pyiqa.utils.download_util as pyiqa_download
-    except ImportError:  # pragma: no cover - pyiqa is a dependency
+    except ImportError:  # pyiqa is the optional [metrics] extra
         pyiqa_download = None
     if pyiqa_download is not None:
         patches += [(pyiqa_download, "download_url_to_file", refuse),
@@ -200,8 +200,10 @@ def create_pyiqa_metric(name: str, weights_dir: str | Path, device: str | torch.
     check_weights(name, weights_dir)  # before pyiqa is imported: the common case costs nothing
     spec = PYIQA_METRICS[name]
     with local_weights_only(weights_dir):
-        import pyiqa
-
+        try:
+            import pyiqa
+        except ImportError as e:  # pyiqa is the optional [metrics] extra (it brings a second OpenCV wheel)
+            raise MetricUnavailable(name, reason="needs pyiqa: pip install -e '.[metrics]'") from e
         try:
             return pyiqa.create_metric(spec.pyiqa_name, device=torch.device(device), as_loss=False)
         except DownloadRefused as e:

@@ -1,6 +1,7 @@
 """Offline weights: missing files give MetricUnavailable (never a download, never a number); weight-free metrics
 run for real and agree with independent references."""
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from src.metrics import perceptual
 from src.metrics.fidelity import psnr, ssim
 from src.metrics.perceptual import PYIQA_METRICS, MetricUnavailable, create_pyiqa_metric, local_weights_only
 from src.metrics.registry import METRICS, MetricSuite, quantize
+
+NEEDS_PYIQA = pytest.mark.skipif(importlib.util.find_spec("pyiqa") is None,
+                                 reason="pyiqa is the optional [metrics] extra: pip install -e '.[metrics]'")
 
 WEIGHTED = [n for n in METRICS if n in PYIQA_METRICS]
 
@@ -40,6 +44,7 @@ def test_empty_weights_folder_marks_every_weighted_metric_not_computed(tmp_path)
     assert not (tmp_path / "metrics").exists()  # nothing was downloaded or created
 
 
+@NEEDS_PYIQA
 def test_weight_file_names_are_the_ones_installed_pyiqa_loads():
     """Guard against a pyiqa upgrade renaming files: every listed pyiqa file is named in pyiqa's source."""
     import pyiqa  # noqa: F401  (imported by now anyway)
@@ -58,6 +63,7 @@ def test_weight_file_names_are_the_ones_installed_pyiqa_loads():
                 assert f.url in source, (name, f.url)
 
 
+@NEEDS_PYIQA
 def test_a_download_pyiqa_attempts_is_refused_and_reported(tmp_path, monkeypatch):
     """Even if the file table missed something, pyiqa never downloads: the metric becomes unavailable."""
     monkeypatch.setitem(PYIQA_METRICS, "niqe", perceptual.PyiqaSpec("niqe", ()))  # pretend it needs nothing
@@ -68,6 +74,7 @@ def test_a_download_pyiqa_attempts_is_refused_and_reported(tmp_path, monkeypatch
     assert not (tmp_path / "pyiqa" / "niqe_modelparameters.mat").exists()
 
 
+@NEEDS_PYIQA
 def test_a_corrupt_weight_file_is_reported_not_used(tmp_path):
     (tmp_path / "pyiqa").mkdir()
     (tmp_path / "pyiqa" / "niqe_modelparameters.mat").write_bytes(b"not a mat file")
@@ -104,6 +111,7 @@ def test_weight_free_metrics_are_computed_for_real_on_8bit_images():
     assert suite.score_batch(out, None, lq)[0]["psnr"] is None  # no GT: full-reference metrics are not made up
 
 
+@NEEDS_PYIQA
 def test_rgb_fidelity_agrees_with_pyiqa_weight_free_psnr_and_ssim():
     """pyiqa's own (weight-free) PSNR and SSIM on RGB as an independent reference implementation."""
     import pyiqa
