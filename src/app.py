@@ -49,29 +49,27 @@ class LoadedModel:
 class ModelCache:
     """Checkpoints by path, each loaded once (on first use) with the suite's one loader."""
 
-    def __init__(self, paths: list[str], device: str = "auto", precision: str = "auto"):
+    def __init__(self, paths: list[str], device: str = "auto", precision: str = "auto", engine: str = "auto"):
         self.paths, self.device_name, self.precision_name = list(paths), device, precision
+        self.engine_name = engine
         self._loaded: dict[str, LoadedModel] = {}
 
     def get(self, path: str) -> LoadedModel:
         if path not in self.paths:
             raise ValueError(f"unknown checkpoint {path!r}: the app was started with {self.paths}")
         if path not in self._loaded:
-            from src.restore import pick_device, pick_precision
-            from src.utils.checkpoints import load_restoration_model, parameter_count
+            from src.diffuir.engines import use_engine
+            from src.restore import load_restorer, pick_device
+            from src.utils.checkpoints import parameter_count
 
             device = pick_device(self.device_name)
-            model = load_restoration_model(path, map_location="cpu").to(device).eval()
-            if not callable(getattr(model, "restore", None)):
-                raise TypeError(f"{path}: {type(model).__name__} has no restore(lq) method")
-            precision = pick_precision(self.precision_name, device, model)
-            from src.diffuir.engines import use_engine  # the fastest exact engine, as src.restore's default
-            use_engine(model, "auto", device, precision)
+            model, restorer = load_restorer(path, device, self.precision_name)  # as src.restore loads it
+            precision = restorer.precision
+            engine = use_engine(model, self.engine_name, device, precision)  # auto: src.restore's default too
             target = (getattr(model, "model_config", None) or {}).get("_target_", type(model).__name__)
             steps = default_steps(model)
             info = (f"{type(model).__name__} ({target}, {parameter_count(model):,} parameters); "
-                    f"default steps: {steps or '?'}; device {device}, "
-                    f"precision {precision}"
+                    f"default steps: {steps or '?'}; device {device}, precision {precision}, engine {engine}"
                     + ("; detects the degradation" if callable(getattr(model, "detect_degradation", None)) else ""))
             self._loaded[path] = LoadedModel(model, device, precision, info)
         return self._loaded[path]
@@ -173,11 +171,12 @@ def summary_markdown(outcomes: list[Outcome], detects: bool, elapsed: float, mod
     failed = [o for o in outcomes if o.error]
     lines = [f"**Restored {len(done)} of {len(outcomes)} image(s) in {elapsed:.2f} s** — {model_info}", ""]
     if done:
-        head = ["image", "size", *(["detected degradation"] if detects else []), "time", "notes"]
+        notes = any(o.notes for o in done)
+        head = ["image", "size", *(["detected degradation"] if detects else []), "time", *(["notes"] if notes else [])]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for o in done:
             cells = [o.name, o.size, *([o.degradation or "none"] if detects else []), f"{o.seconds:.2f} s",
-                     o.notes or ""]
+                     *([o.notes] if notes else [])]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if failed:
         lines += ["", "**Refused:**", ""] + [f"- `{o.name}`: {o.error}" for o in failed]
@@ -283,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (0: a free one)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="auto", help="auto, 32, bf16 or 16")
+    p.add_argument("--engine", default="auto", help="DiffUIR inference engine, as src.restore's --engine")
     p.add_argument("--tile", type=int, default=512, help="default tile size shown in the page")
     p.add_argument("--tile-overlap", type=int, default=64, help="default tile overlap shown in the page")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (0: no limit)")
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        cache = ModelCache(args.ckpt, args.device, args.precision)
+        cache = ModelCache(args.ckpt, args.device, args.precision, args.engine)
         try:
             info = cache.get(args.ckpt[0]).info  # fail now, not in the page, on a bad first checkpoint
         except Exception as e:

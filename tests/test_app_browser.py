@@ -3,8 +3,9 @@ download, and a corrupt upload. Marked ``browser``: skipped unless asked for (``
 what they need and runs them), and skipped cleanly when Gradio, Playwright or the browser is missing.
 
 The app runs as its own process, started as the README says (``python -m src.app --ckpt ...``), on a free port.
-``UIR_APP_TEST_CKPT`` swaps in another checkpoint (e.g. a trained one); ``UIR_APP_SCREENSHOT`` saves the page with
-the restored image there (how experiments/app_screenshot.png is made).
+``UIR_APP_TEST_CKPT`` swaps in another checkpoint (e.g. a trained one), ``UIR_APP_TEST_DEGRADATION`` another
+degradation of the upload (default: Gaussian noise, σ = 25); ``UIR_APP_SCREENSHOT`` saves the page with the restored
+image there (experiments/app_screenshot.png: a DiffUIR-T demo checkpoint, ``low_light``).
 """
 
 from __future__ import annotations
@@ -56,16 +57,18 @@ def ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    """A clean photo (scikit-image's astronaut, 96×128) and its noisy version, the upload."""
+    """A clean photo (scikit-image's astronaut, 192×144) and its degraded version, the upload."""
     from skimage import data
 
-    from src.data.degradations import gaussian_noise
+    from src.data.degradations import degrade, gaussian_noise
 
     folder = tmp_path_factory.mktemp("images")
-    clean = np.asarray(Image.fromarray(data.astronaut()).resize((128, 96), Image.Resampling.BOX))
-    noisy = gaussian_noise(clean.astype(np.float32) / 255, 0.08, np.random.default_rng(0))
+    clean = np.asarray(Image.fromarray(data.astronaut()).resize((192, 144), Image.Resampling.BOX))
+    task = os.environ.get("UIR_APP_TEST_DEGRADATION")  # another degradation of src.data.degradations
+    degraded = (degrade(clean.astype(np.float32) / 255, task, np.random.default_rng(1)) if task else
+             gaussian_noise(clean.astype(np.float32) / 255, 25, np.random.default_rng(0)))  # σ = 25 / 255
     Image.fromarray(clean).save(folder / "clean.png")
-    Image.fromarray((np.clip(noisy, 0, 1) * 255).round().astype(np.uint8)).save(folder / "noisy.png")
+    Image.fromarray((np.clip(degraded, 0, 1) * 255).round().astype(np.uint8)).save(folder / "degraded.png")
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     return folder
 
@@ -138,8 +141,8 @@ def _wait_uploaded(page, stem: str) -> None:
 def test_upload_restore_download_matches_the_command_line(app_url, browser, ckpt, images, tmp_path):
     page = _open(browser, app_url)
     page.fill("#seed input", "3")
-    page.locator("#uploads input[type=file]").set_input_files(str(images / "noisy.png"))
-    _wait_uploaded(page, "noisy")
+    page.locator("#uploads input[type=file]").set_input_files(str(images / "degraded.png"))
+    _wait_uploaded(page, "degraded")
     page.click("#restore")
     link = page.locator("#downloads a[download]").first
     link.wait_for(timeout=180_000)
@@ -147,10 +150,10 @@ def test_upload_restore_download_matches_the_command_line(app_url, browser, ckpt
         link.click()
     downloaded = tmp_path / info.value.suggested_filename
     info.value.save_as(downloaded)
-    assert downloaded.name == "noisy_restored.png"
+    assert downloaded.name == "degraded_restored.png"
 
     summary = page.locator("#summary").inner_text()
-    assert "Restored 1 of 1 image(s)" in summary and "128×96, RGB, 8-bit" in summary
+    assert "Restored 1 of 1 image(s)" in summary and "192×144, RGB, 8-bit" in summary
     assert page.locator("#slider img").count() >= 2  # the before/after pair is shown
     page.wait_for_timeout(500)
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
@@ -159,11 +162,11 @@ def test_upload_restore_download_matches_the_command_line(app_url, browser, ckpt
 
     from src.restore import main as restore_main
 
-    assert restore_main([str(images / "noisy.png"), "--ckpt", str(ckpt), "--out", str(tmp_path / "cli"),
+    assert restore_main([str(images / "degraded.png"), "--ckpt", str(ckpt), "--out", str(tmp_path / "cli"),
                          "--device", "cpu", "--seed", "3", "--no-progress"]) == 0
-    cli = tmp_path / "cli" / "noisy.png"
+    cli = tmp_path / "cli" / "degraded.png"
     ours, theirs, clean = (np.asarray(Image.open(p)) for p in (downloaded, cli, images / "clean.png"))
-    assert ours.shape == clean.shape == (96, 128, 3)
+    assert ours.shape == clean.shape == (144, 192, 3)
     assert abs(psnr(ours, clean) - psnr(theirs, clean)) < 1e-6
     assert downloaded.read_bytes() == cli.read_bytes()
     page.close()
