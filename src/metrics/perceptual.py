@@ -163,7 +163,7 @@ def local_weights_only(weights_dir: str | Path) -> Iterator[None]:
                                                  (urllib.request, "urlopen", refuse)]
     try:
         import pyiqa.utils.download_util as pyiqa_download
-    except ImportError:  # pyiqa is the optional [metrics] extra
+    except ImportError:  # pyiqa is a core dependency; a broken install is named
         pyiqa_download = None
     if pyiqa_download is not None:
         patches += [(pyiqa_download, "download_url_to_file", refuse),
@@ -202,8 +202,8 @@ def create_pyiqa_metric(name: str, weights_dir: str | Path, device: str | torch.
     with local_weights_only(weights_dir):
         try:
             import pyiqa
-        except ImportError as e:  # pyiqa is the optional [metrics] extra (it brings a second OpenCV wheel)
-            raise MetricUnavailable(name, reason="needs pyiqa: pip install -e '.[metrics]'") from e
+        except ImportError as e:  # pyiqa is a core dependency; a broken install is named, not fatal
+            raise MetricUnavailable(name, reason="needs pyiqa: pip install 'pyiqa>=0.1.13,<0.2'") from e
         try:
             return pyiqa.create_metric(spec.pyiqa_name, device=torch.device(device), as_loss=False)
         except DownloadRefused as e:

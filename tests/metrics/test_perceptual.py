@@ -15,7 +15,7 @@ from src.metrics.perceptual import PYIQA_METRICS, MetricUnavailable, create_pyiq
 from src.metrics.registry import METRICS, MetricSuite, quantize
 
 NEEDS_PYIQA = pytest.mark.skipif(importlib.util.find_spec("pyiqa") is None,
-                                 reason="pyiqa is the optional [metrics] extra: pip install -e '.[metrics]'")
+                                 reason="pyiqa is not importable in this environment")
 
 WEIGHTED = [n for n in METRICS if n in PYIQA_METRICS]
 
