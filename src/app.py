@@ -301,11 +301,15 @@ def _free_port(host: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.ckpt:
-        print("error: no checkpoint: pass --ckpt PATH (a checkpoint written by `python -m src.train`, e.g. "
-              "logs/diffuir_t_demo/runs/<time>/checkpoints/last.ckpt; repeat --ckpt to offer several)",
-              file=sys.stderr)
-        return EXIT_USAGE
+    if not args.ckpt:  # the shipped weights, as src.restore without --ckpt
+        from src.restore import DEFAULT_WEIGHTS
+
+        if not DEFAULT_WEIGHTS.exists():
+            print("error: no checkpoint: pass --ckpt PATH (a checkpoint written by `python -m src.train`, e.g. "
+                  "logs/diffuir_t_demo/runs/<time>/checkpoints/last.ckpt; repeat --ckpt to offer several); the "
+                  f"shipped weights are missing from {DEFAULT_WEIGHTS}", file=sys.stderr)
+            return EXIT_USAGE
+        args.ckpt = [str(DEFAULT_WEIGHTS)]
     missing = [c for c in args.ckpt if not Path(c).exists()]
     if missing:
         print(f"error: checkpoint not found: {', '.join(missing)}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """Restore your own images with any trained model of the suite.
 
     python -m src.restore photo.jpg scans/ "shots/**/*.png" --ckpt logs/.../checkpoints/last.ckpt --out restored/
+    python -m src.restore photo.jpg        # the shipped DiffUIR-T weights (DEFAULT_WEIGHTS), into ./restored/
 
 Inputs are files (tried whatever their extension), folders (their image files; ``--recursive`` for sub-folders)
 or glob patterns (quoted, so that ``**`` works). The model is rebuilt from the checkpoint alone
@@ -63,6 +64,9 @@ from src.utils.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadErro
 from src.utils.tiling import BlockNoise, mix_seed, pad_to_multiple, tile_boxes, tiled_apply
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# The weights used when no --ckpt is given: DiffUIR-T trained by the suite on its built-in data
+# (conf/experiment/diffuir_t_builtin.yaml, exported with `python -m src.export --format safetensors`).
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "pretrained" / "diffuir_t_builtin"
 PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
 
@@ -352,8 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Restore images with a trained uir-suite checkpoint (DiffUIR, Diff-Restorer, ...).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or quoted glob patterns")
-    p.add_argument("--ckpt", required=True, help="a checkpoint written by src.train (e.g. .../checkpoints/last.ckpt)")
-    p.add_argument("--out", required=True, help="output folder (created); outputs keep the inputs' names")
+    p.add_argument("--ckpt", default=None,
+                   help="a checkpoint written by src.train (e.g. .../checkpoints/last.ckpt) or an export folder of "
+                        "src.export (default: the shipped DiffUIR-T weights, src/pretrained/diffuir_t_builtin)")
+    p.add_argument("--out", default="restored", help="output folder (created); outputs keep the inputs' names")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
                    help="32-bit, or bf16 / 16 autocast; auto: 32 unless the model prefers another on CUDA")
@@ -412,10 +418,15 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     out_dir = Path(args.out)
     try:
-        ckpt = Path(args.ckpt)
+        ckpt = Path(args.ckpt) if args.ckpt else DEFAULT_WEIGHTS
+        if not args.ckpt and not ckpt.exists():
+            raise ValueError(f"the shipped weights are missing from {ckpt}: pass --ckpt, or recreate them with "
+                             "`python -m src.train experiment=diffuir_t_builtin` and `python -m src.export --ckpt "
+                             f"<its last.ckpt> --format safetensors --out {ckpt}`")
         if not ckpt.exists():
             raise ValueError(f"--ckpt {ckpt}: checkpoint not found (a .ckpt written by src.train, or an export "
                              "folder of src.export)")
+        args.ckpt = str(ckpt)
         device = pick_device(args.device)
         pick_precision(args.precision, device)  # validates the flag before the model is loaded
         if out_dir.exists() and not out_dir.is_dir():

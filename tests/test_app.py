@@ -81,8 +81,10 @@ def test_summary_lists_degradation_time_and_notes():
 
 
 def test_cli_without_checkpoint_or_gradio_fails_clearly(ckpt, tmp_path, capsys, monkeypatch):
+    import src.restore
     from src.app import main
 
+    monkeypatch.setattr(src.restore, "DEFAULT_WEIGHTS", tmp_path / "no_shipped_weights")
     assert main([]) == 2
     assert "no checkpoint: pass --ckpt PATH" in capsys.readouterr().err
     assert main(["--ckpt", str(tmp_path / "missing.ckpt")]) == 2

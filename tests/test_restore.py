@@ -376,3 +376,16 @@ def test_python_dash_m_entry_point(ckpt, tmp_path):
     assert "restored 1, skipped 0 (output exists; --overwrite to redo), failed 1" in proc.stdout
     assert "restoring" in proc.stderr  # the progress bar
     assert (tmp_path / "out" / "a.png").is_file() and not (tmp_path / "out" / "b.png").exists()
+
+
+def test_without_ckpt_the_shipped_weights_are_used_and_their_absence_is_a_usage_error(tmp_path, capsys,
+                                                                                       monkeypatch):
+    import src.restore
+
+    img = tmp_path / "in.png"
+    Image.fromarray(_u8(24, 24, 3)).save(img)
+    monkeypatch.setattr(src.restore, "DEFAULT_WEIGHTS", tmp_path / "missing_weights")
+    assert main([str(img), "--out", str(tmp_path / "out"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "shipped weights are missing" in err and "experiment=diffuir_t_builtin" in err
+    assert not (tmp_path / "out").exists()
