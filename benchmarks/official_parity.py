@@ -325,24 +325,43 @@ def write_losses(path: Path, losses: dict[str, list[float]]) -> None:
 
 
 def plot_losses(path: Path, losses: dict[str, list[float]], title: str, window: int = 20) -> bool:
+    """Loss curves (per step and running mean; the official one dashed on top) and, below, suite − official."""
     plt = pyplot_or_none("auto")
     if plt is None:
         return False
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for (side, values), color in zip(losses.items(), ("tab:orange", "tab:blue")):
+    fig, (ax, ax_diff) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True, height_ratios=(3, 1.3))
+    styles = {"suite": ("tab:blue", "-", 2.5), "official": ("tab:orange", "--", 1.5)}
+    for side in ("suite", "official"):
+        if side not in losses:
+            continue
+        values, (color, ls, lw) = losses[side], styles[side]
         ax.plot(range(1, len(values) + 1), values, color=color, alpha=0.25, lw=0.8, label=f"{side} (per step)")
         if len(values) >= window:
             smooth = [statistics.fmean(values[i - window:i]) for i in range(window, len(values) + 1)]
-            ax.plot(range(window, len(values) + 1), smooth, color=color, lw=2, label=f"{side} ({window}-step mean)")
-    ax.set_xlabel("optimiser step")
+            ax.plot(range(window, len(values) + 1), smooth, color=color, ls=ls, lw=lw,
+                    label=f"{side} ({window}-step mean)")
     ax.set_ylabel("L1 residual loss")
     ax.set_yscale("log")
     ax.set_title(title, fontsize=9)
-    ax.legend()
+    ax.legend(fontsize=8)
+    if len(losses) == 2:
+        diff = [s - o for s, o in zip(losses["suite"], losses["official"])]
+        ax_diff.plot(range(1, len(diff) + 1), diff, color="tab:gray", lw=0.8)
+        ax_diff.axhline(0, color="black", lw=0.5)
+        ax_diff.set_ylabel("suite − official", fontsize=8)
+    ax_diff.set_xlabel("optimiser step")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def read_losses(path: Path) -> dict[str, list[float]]:
+    """The per-step losses of a ``*_loss.csv`` written by :func:`write_losses`."""
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    sides = [k for k in rows[0] if k != "step"]
+    return {s: [float(r[s]) for r in rows if r[s]] for s in sides}
 
 
 def markdown(summary: dict) -> str:
@@ -353,22 +372,25 @@ def markdown(summary: dict) -> str:
              f"{summary['machine']['torch']}, {a['threads']} thread(s) per side (alternating), load (1 min) "
              f"{summary['machine']['load_start']} at start, {summary['machine']['load_end']} at end; "
              f"wall {summary['wall_s']:.0f} s.", "",
-             "| | official | suite | suite − official |", "|---|---:|---:|---:|"]
+             ]
     sides = [s for s in SIDES if s in ev]
+    pad = " |" * (4 - len(sides))  # closes the row; a suite-only run leaves the other columns empty
+    header = "| | official | suite | suite − official |" if len(sides) == 2 else "| | suite | | |"
+    lines += [header, "|---|---:|---:|---:|"]
     for weights in ("raw", "ema"):
         for metric, fmt in (("psnr", "{:.2f}"), ("ssim", "{:.4f}")):
             vals = [ev[s][weights]["mean"][metric] for s in sides]
             diff = fmt.format(vals[1] - vals[0]) if len(vals) == 2 else ""
             lines.append(f"| {metric.upper()}-Y, {weights} weights | " + " | ".join(fmt.format(v) for v in vals)
-                         + f" | {diff} |")
+                         + (f" | {diff} |" if diff else pad))
     first = ev[sides[0]]["raw"]["mean"]
     lines.append(f"| (input: PSNR-Y {first['psnr_in']:.2f}, SSIM-Y {first['ssim_in']:.4f}) | | | |")
     losses = summary["loss"]
-    lines.append("| loss at step 1 | " + " | ".join(f"{losses[s]['first']:.6f}" for s in sides) + " | |")
+    lines.append("| loss at step 1 | " + " | ".join(f"{losses[s]['first']:.6f}" for s in sides) + pad)
     lines.append(f"| mean loss, last {losses['window']} steps | "
-                 + " | ".join(f"{losses[s]['last_mean']:.5f}" for s in sides) + " | |")
+                 + " | ".join(f"{losses[s]['last_mean']:.5f}" for s in sides) + pad)
     lines.append("| samples/s, median (min–max) over chunks | " + " | ".join(
-        f"{sp[s]['median']:.2f} ({sp[s]['min']:.2f}–{sp[s]['max']:.2f})" for s in sides) + " | |")
+        f"{sp[s]['median']:.2f} ({sp[s]['min']:.2f}–{sp[s]['max']:.2f})" for s in sides) + pad)
     if "ratio_suite_over_official" in sp:
         r = sp["ratio_suite_over_official"]
         lines.append(f"| samples/s ratio suite/official, per chunk pair: median (min–max) | | "
@@ -385,7 +407,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=HOW_TO_GET)
     p.add_argument("--official", type=Path, help="a checkout of " + OFFICIAL_REPO)
-    p.add_argument("--suite-only", action="store_true", help="train the suite side alone (no official code)")
+    p.add_argument("--suite-only", action="store_true",
+                   help="train the suite side alone (with --official: from the official initial weights, as a control)")
+    p.add_argument("--perturb", type=float, default=0.0,
+                   help="scale the suite's initial weights by (1 + PERTURB·N(0, 1)): a rounding-sized control run")
     p.add_argument("--tasks", nargs="+", default=["noise"])
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--chunk", type=int, default=50)
@@ -413,7 +438,8 @@ def main(argv=None) -> dict | None:
         return None
     torch.set_num_threads(args.threads)
     started, load_start = time.perf_counter(), os.getloadavg()[0]
-    off = None if args.suite_only else load_official(args.official.resolve())
+    has_checkout = args.official is not None and (args.official / "src" / "model.py").is_file()
+    off = load_official(args.official.resolve()) if has_checkout else None
     batches = make_batches(args.tasks, args.crop, args.batch, args.steps, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -424,7 +450,14 @@ def main(argv=None) -> dict | None:
             official = OfficialRunner(off, args, workdir, batches)
             # identical initial weights: the official network's, renamed for the suite's
             suite.module.net.load_state_dict(convert_state_dict(official.unet.unet0.state_dict()), strict=True)
-            suite.module.ema.averaged.load_state_dict(suite.module.net.state_dict())
+        if args.perturb:
+            gen = torch.Generator().manual_seed(args.seed)
+            with torch.no_grad():
+                for p in suite.module.net.parameters():
+                    p.mul_(1 + args.perturb * torch.randn(p.shape, generator=gen))
+        suite.module.ema.averaged.load_state_dict(suite.module.net.state_dict())
+        if args.suite_only:
+            official = None  # built for its initial weights only
         alternation = Alternation(official, args.chunk, args.steps // args.chunk, args.seed)
         suite.fit(batches, alternation)
         runners = {"suite": suite} | ({"official": official} if official else {})
