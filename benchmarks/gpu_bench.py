@@ -223,8 +223,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--train-batch", type=int, default=32, help="DiffUIR-L training batch (default 32)")
     parser.add_argument("--sections", nargs="+", default=["train", "sample", "diff_restorer"])
     args = parser.parse_args(argv)
-    budget = Budget(args.budget_s)
     smoke = args.smoke
+    budget = Budget(float("inf") if smoke else args.budget_s)  # the smoke check runs everything, however slow
     if not smoke and not torch.cuda.is_available():
         parser.error("no CUDA device: run on a GPU machine, or pass --smoke for the CPU check")
     device = torch.device("cpu" if smoke else "cuda")
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                           1 if smoke else 5, smoke, budget):
                 add(row)
     print(f"wrote {args.out.with_suffix('.csv')} and {args.out.with_suffix('.md')} "
-          f"({args.budget_s - budget.left():.0f} s)")
+          f"({time.perf_counter() - budget.start:.0f} s)")
     return rows
 
 
