@@ -18,7 +18,8 @@ engine                    what runs the network                                 
 ========================  =============================================================  =====================
 
 ``auto`` picks the fastest exact (fp32) engine that is installed and runs on the device, in the order measured
-by ``benchmarks/engines.py`` on CPU (``experiments/bench/engines.md``); on CUDA it is ``eager``. onnxruntime
+by ``benchmarks/engines.py`` on an idle CPU (``experiments/bench/engines_256_idle.md``: onnx, then openvino);
+on CUDA it is ``eager``. onnxruntime
 and OpenVINO are the optional extra ``pip install -e ".[fast]"``.
 """
 
@@ -41,7 +42,7 @@ from src.diffuir.blocks import WeightStandardizedConv2d
 
 ENGINES = ("eager", "compile", "onnx", "openvino", "openvino-bf16")
 EXACT_ENGINES = ("eager", "compile", "onnx", "openvino")  # fp32: max abs difference to eager ≤ 1e-4 on [0, 1]
-AUTO_ORDER = ("openvino", "onnx", "eager")  # fastest first, measured on CPU (experiments/bench/engines.md)
+AUTO_ORDER = ("onnx", "openvino", "eager")  # fastest first: onnxruntime won every size on an idle CPU (experiments/bench/engines_256_idle.md)
 _PACKAGE = {"onnx": "onnxruntime", "openvino": "openvino", "openvino-bf16": "openvino"}
 ONNX_OPSET = 17
 
