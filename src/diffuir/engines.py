@@ -25,6 +25,7 @@ and OpenVINO are the optional extra ``pip install -e ".[fast]"``.
 
 from __future__ import annotations
 
+import abc
 import copy
 import importlib.util
 import io
@@ -42,7 +43,8 @@ from src.diffuir.blocks import WeightStandardizedConv2d
 
 ENGINES = ("eager", "compile", "onnx", "openvino", "openvino-bf16")
 EXACT_ENGINES = ("eager", "compile", "onnx", "openvino")  # fp32: max abs difference to eager ≤ 1e-4 on [0, 1]
-AUTO_ORDER = ("onnx", "openvino", "eager")  # fastest first: onnxruntime won every size on an idle CPU (experiments/bench/engines_256_idle.md)
+# fastest first: onnxruntime won every size on an idle CPU (experiments/bench/engines_256_idle.md)
+AUTO_ORDER = ("onnx", "openvino", "eager")
 _PACKAGE = {"onnx": "onnxruntime", "openvino": "openvino", "openvino-bf16": "openvino"}
 ONNX_OPSET = 17
 
@@ -124,7 +126,7 @@ def _add_metadata(path: Path, props: dict[str, str]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ engines
-class Engine:
+class Engine(abc.ABC):
     """Callable ``engine(x, time) → residual`` with :meth:`DiffUIRUNet.forward`'s contract (any H×W: inputs are
     reflect-padded to the network's multiple and cropped back, as the network itself does)."""
 
@@ -135,8 +137,9 @@ class Engine:
         self.pad = net.pad
         self.in_channels = net.in_channels
 
+    @abc.abstractmethod
     def run(self, x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The backend's forward pass on padded, contiguous float32 inputs."""
 
     def __call__(self, x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
         if x.shape[1] != self.in_channels:
