@@ -61,10 +61,12 @@ eval: setup  ## evaluate CKPT (default: the newest `make demo` checkpoint, train
 
 OFFICIAL ?= /work/official_diffuir
 bench: setup  ## side-by-side sampler timings (official code if OFFICIAL=path exists, engines) + params/MACs/memory -> experiments/bench/
-	$(ENV) $(PY) -m benchmarks.engines --threads $(THREADS) --sizes T S B L --res 256 \
+	$(ENV) $(PY) -m benchmarks.engines --threads $(THREADS) --sizes T S B L --res 256 --rounds 3 \
 	  $(if $(wildcard $(OFFICIAL)/src/model.py),--official $(OFFICIAL)) --out experiments/bench/engines_256 $(ARGS)
-	$(ENV) $(PY) -m benchmarks.engines --threads $(THREADS) --sizes T L --res 512 --rounds 2 --detail-sizes \
+	$(ENV) $(PY) -m benchmarks.engines --threads $(THREADS) --sizes T S B L --res 512 --rounds 3 --detail-sizes \
 	  $(if $(wildcard $(OFFICIAL)/src/model.py),--official $(OFFICIAL)) --out experiments/bench/engines_512 $(ARGS)
+	$(ENV) $(PY) -m benchmarks.engines --threads $(THREADS) --profile --sizes L --res 256 --out experiments/bench/engines
+	$(ENV) $(PY) -m benchmarks.torch_compile_cpu --threads $(THREADS)
 	$(ENV) $(PY) -m benchmarks.diffuir_speed --threads $(THREADS) --compare-uncached
 	$(ENV) $(PY) -m benchmarks.data_loading
 

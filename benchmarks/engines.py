@@ -34,6 +34,7 @@ import math
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -186,6 +187,60 @@ def compare(size: str, res: int, contenders: list[str], official: Path | None, r
     return rows
 
 
+# ------------------------------------------------------------------------------------------- where time goes
+def profile_openvino(size: str, res: int, threads: int, forward_calls: int = 3, seed: int = 0) -> list[dict]:
+    """OpenVINO's own per-node timings (PERF_COUNT) of one forward of DiffUIR-``size`` at ``res``², for the graph
+    exported from the trained blocks and from :mod:`src.diffuir.inference_forms`: milliseconds per node type
+    (median over ``forward_calls`` forwards after a warm-up), and the forward's wall time."""
+    import numpy as np
+    import openvino as ov
+
+    torch.manual_seed(seed)
+    net = DiffUIRUNet.from_size(size).eval()
+    x = np.random.default_rng(seed).standard_normal((1, net.in_channels, res, res)).astype(np.float32)
+    t = np.full((1,), 500.0, np.float32)
+    core, rows = ov.Core(), []
+    for forms in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "net.onnx"
+            path.write_bytes(E.export_onnx(net, inference_forms=forms))
+            model = core.read_model(str(path))
+        model.reshape({"x": list(x.shape), "t": [1]})
+        request = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERF_COUNT": True,
+                                                    "INFERENCE_PRECISION_HINT": "f32",
+                                                    "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
+        request.infer({"x": x, "t": t})
+        per_type: dict[str, list[float]] = {}
+        walls = []
+        for _ in range(forward_calls):
+            start = time.perf_counter()
+            request.infer({"x": x, "t": t})
+            walls.append(time.perf_counter() - start)
+            totals: dict[str, float] = {}
+            for node in request.get_profiling_info():
+                totals[node.node_type] = totals.get(node.node_type, 0.0) + node.real_time.total_seconds() * 1e3
+            for k, v in totals.items():
+                per_type.setdefault(k, []).append(v)
+        graph = "inference forms" if forms else "trained forms"
+        rows.append({"size": size, "res": res, "graph": graph, "node": "forward (wall)",
+                     "ms": round(1e3 * statistics.median(walls), 1)})
+        rows += [{"size": size, "res": res, "graph": graph, "node": k, "ms": round(statistics.median(v), 1)}
+                 for k, v in sorted(per_type.items(), key=lambda kv: -statistics.median(kv[1])) if
+                 statistics.median(v) >= 1.0]
+    return rows
+
+
+def profile_markdown(rows: list[dict], facts: dict) -> str:
+    lines = [f"# Where OpenVINO's time goes, one DiffUIR forward (`python -m benchmarks.engines --profile`, run "
+             f"{facts['run']})", "", f"CPU {facts['cpu']}, {facts['threads']} threads, OpenVINO {facts['openvino']}, "
+             "fp32, batch 1. Milliseconds per node type (OpenVINO PERF_COUNT, median of 3 forwards; types under 1 ms "
+             "left out). *Trained forms*: the ONNX graph of the network as trained (GroupNorm and linear attention "
+             "reshape the feature map); *inference forms*: `src/diffuir/inference_forms.py`. `Reorder` is layout "
+             "conversion.", "", "| size | res | graph | node type | ms |", "|---|---:|---|---|---:|"]
+    lines += [f"| {r['size']} | {r['res']} | {r['graph']} | {r['node']} | {r['ms']} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------------------- output
 def to_markdown(rows: list[dict], facts: dict) -> str:
     lines = [f"# DiffUIR 3-step sampler, side by side (`python -m benchmarks.engines`, run {facts['run']})", "",
@@ -223,8 +278,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds (default 4)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of every contender (default 2)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="OUT.csv and OUT.md are written (replaced)")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing samplers: OpenVINO's per-node-type times of one forward, graph of the "
+                             "trained forms vs the inference forms (writes OUT_profile.md)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.profile:
+        if not E.available("openvino"):
+            parser.error("--profile needs openvino: pip install -e '.[fast]'")
+        facts = {"run": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(), "threads": args.threads,
+                 "openvino": _version("openvino")}
+        rows = [r for res in args.res for size in args.sizes for r in profile_openvino(size, res, args.threads)]
+        text = profile_markdown(rows, facts)
+        path = args.out.parent / f"{args.out.name}_profile.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(text + f"\nwrote {path}")
+        return rows
     engines = args.engines or [e for e in E.ENGINES if e not in ("compile", "eager") and E.available(e)]
     missing = [e for e in engines if not E.available(e)]
     if missing:

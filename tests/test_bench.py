@@ -1,6 +1,7 @@
 """benchmarks/diffuir_speed.py on a tiny setting: every column filled, the CSV merged, the machine described."""
 
 import csv
+import importlib.util
 
 import pytest
 import torch
@@ -61,6 +62,21 @@ def test_engines_bench_side_by_side(tmp_path, capsys):
     assert "| T | 32 | eager |" in md and "vs suite" in md
     with pytest.raises(SystemExit):  # a path that is not an official checkout: usage error
         eb.main(["--sizes", "T", "--res", "32", "--official", str(tmp_path), "--out", str(tmp_path / "x")])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
+def test_engines_bench_profile_compares_both_graphs(tmp_path):
+    """``--profile``: OpenVINO's per-node-type times of one forward, trained forms beside inference forms."""
+    from benchmarks import engines as eb
+
+    rows = eb.main(["--profile", "--sizes", "T", "--res", "32", "--threads", "1", "--out", str(tmp_path / "e")])
+    graphs = {r["graph"] for r in rows}
+    assert graphs == {"trained forms", "inference forms"}
+    for graph in graphs:
+        nodes = {r["node"]: r["ms"] for r in rows if r["graph"] == graph}
+        assert nodes["forward (wall)"] > 0
+    text = (tmp_path / "e_profile.md").read_text()
+    assert "| T | 32 | inference forms | forward (wall) |" in text
 
 
 def test_gpu_bench_smoke_runs_end_to_end_on_cpu(tmp_path):

@@ -41,6 +41,30 @@ def test_fold_weight_standardization_is_exact_and_leaves_the_network_alone():
     assert net.downs[0].res1.block1.conv.weight.grad is not None
 
 
+@pytest.mark.parametrize("size", ["T", "S"])
+def test_inference_forms_compute_the_trained_blocks(size):
+    """GroupNorm from moments and linear attention on tokens (src/diffuir/inference_forms.py): same output."""
+    from src.diffuir.attention import LinearAttention
+    from src.diffuir.inference_forms import GroupNormStats, LinearAttentionTokens, to_inference_forms
+
+    torch.manual_seed(5)
+    net = DiffUIRUNet.from_size(size).eval()
+    with torch.no_grad():  # gains, biases and kernels away from their initial values
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    folded = engines.fold_weight_standardization(net)
+    forms = to_inference_forms(engines.fold_weight_standardization(net))
+    assert sum(isinstance(m, GroupNormStats) for m in forms.modules()) == 38
+    assert sum(isinstance(m, LinearAttentionTokens) for m in forms.modules()) == 8
+    assert not any(isinstance(m, (torch.nn.GroupNorm, LinearAttention)) for m in forms.modules())
+    x, t = torch.rand(2, 6, 48, 80) * 2 - 1, torch.tensor([999.0, 3.0])  # batch 2, non-square
+    with torch.no_grad():
+        ref, out = folded(x, t), forms(x, t)
+    scale = ref.abs().max().item()
+    assert scale > 0.1
+    assert (out - ref).abs().max().item() <= 1e-5 * scale  # fp32 rounding (measured 1e-6 × scale)
+
+
 @pytest.mark.parametrize("name", [e for e in engines.EXACT_ENGINES if e != "compile"])
 def test_exact_engines_reproduce_the_pytorch_sampler(name):
     if not needs.get(name, True):

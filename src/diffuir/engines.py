@@ -5,22 +5,23 @@ Every engine is a callable with the signature of :meth:`DiffUIRUNet.forward`, so
 inference copy of the network, :func:`fold_weight_standardization`: at inference the weight-standardised
 kernel w' = (w − mean)/√(var + ε) of every 3×3 convolution is a constant, so it is computed once and the
 convolution becomes a plain one (the state-dict key names of the trained network are untouched; training keeps
-:class:`~src.diffuir.blocks.WeightStandardizedConv2d`).
+:class:`~src.diffuir.blocks.WeightStandardizedConv2d`). The ONNX export then swaps GroupNorm and the linear
+attention for their layout-keeping :mod:`~src.diffuir.inference_forms` (same function), which removes the
+layout conversions that took 40% of OpenVINO's time.
 
 ========================  =============================================================  =====================
 engine                    what runs the network                                           numerics
 ========================  =============================================================  =====================
 ``eager``                 PyTorch, the folded copy                                        fp32 (reference)
 ``compile``               ``torch.compile`` (inductor) of the folded copy                 fp32
-``onnx``                  the folded copy exported to ONNX, run by onnxruntime (CPU)      fp32
+``onnx``                  the ONNX export run by onnxruntime (CPU)                        fp32
 ``openvino``              the same ONNX graph compiled by OpenVINO's CPU plugin (f32)     fp32
 ``openvino-bf16``         OpenVINO with bfloat16 inference precision (AVX-512 BF16/AMX)   bf16: report PSNR
 ========================  =============================================================  =====================
 
 ``auto`` picks the fastest exact (fp32) engine that is installed and runs on the device, in the order measured
-by ``benchmarks/engines.py`` on an idle CPU (``experiments/bench/engines_256_idle.md``: onnx, then openvino);
-on CUDA it is ``eager``. onnxruntime
-and OpenVINO are the optional extra ``pip install -e ".[fast]"``.
+by ``benchmarks/engines.py`` on an idle CPU (``experiments/bench/engines_256.md``, ``engines_512.md``: openvino,
+then onnx); on CUDA it is ``eager``. onnxruntime and OpenVINO are the optional extra ``pip install -e ".[fast]"``.
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ import torch
 from torch import nn
 
 from src.diffuir.blocks import WeightStandardizedConv2d
+from src.diffuir.inference_forms import to_inference_forms
 
 ENGINES = ("eager", "compile", "onnx", "openvino", "openvino-bf16")
 EXACT_ENGINES = ("eager", "compile", "onnx", "openvino")  # fp32: max abs difference to eager ≤ 1e-4 on [0, 1]
-# fastest first: onnxruntime won every size on an idle CPU (experiments/bench/engines_256_idle.md)
-AUTO_ORDER = ("onnx", "openvino", "eager")
+# fastest first, as measured on an idle CPU (experiments/bench/engines_256.md, engines_512.md)
+AUTO_ORDER = ("openvino", "onnx", "eager")
 _PACKAGE = {"onnx": "onnxruntime", "openvino": "openvino", "openvino-bf16": "openvino"}
 ONNX_OPSET = 17
 
@@ -92,36 +94,70 @@ def resolve(name: str, device: torch.device | str = "cpu") -> str:
 
 # ------------------------------------------------------------------------------------------------ ONNX
 def export_onnx(net: nn.Module, path: str | Path | io.BytesIO | None = None, opset: int = ONNX_OPSET,
-                example_side: int | None = None) -> bytes | Path:
-    """Export ``net`` (a :class:`DiffUIRUNet`, weight standardisation folded) to ONNX with dynamic batch, height and
-    width. Inputs ``x`` (B×C_in×H×W, H and W multiples of ``pad_multiple``: the graph does not pad) and ``t`` (B,
-    the time input ᾱ_t·T); output ``res`` (B×3×H×W). Returns ``path``, or the model's bytes when ``path`` is None.
-    """
+                example_side: int | None = None, inference_forms: bool = True) -> bytes | Path:
+    """Export ``net`` (a :class:`DiffUIRUNet`: weight standardisation folded, GroupNorm and linear attention in
+    their layout-keeping :mod:`~src.diffuir.inference_forms` unless ``inference_forms=False``) to ONNX with
+    dynamic batch, height and width. Inputs ``x`` (B×C_in×H×W, H and W multiples of ``pad_multiple``: the graph
+    does not pad) and ``t`` (B, the time input ᾱ_t·T); output ``res`` (B×3×H×W). Returns ``path``, or the
+    model's bytes when ``path`` is None. Needs the package ``onnx`` (extra ``fast``)."""
+    if importlib.util.find_spec("onnx") is None:
+        raise ValueError("ONNX export needs the package 'onnx': pip install -e \".[fast]\"")
+    import onnx
+
     folded = fold_weight_standardization(net).cpu().float()
+    folded = to_inference_forms(folded) if inference_forms else folded
     side = example_side or 4 * folded.pad_multiple
     x = torch.zeros(1, folded.in_channels, side, side)
     t = torch.full((1,), 500.0)
-    target = io.BytesIO() if path is None else path
+    buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about the shape checks, constant for padded inputs
-        torch.onnx.export(folded, (x, t), target, input_names=["x", "t"], output_names=["res"], opset_version=opset,
+        torch.onnx.export(folded, (x, t), buffer, input_names=["x", "t"], output_names=["res"], opset_version=opset,
                           dynamic_axes={"x": {0: "batch", 2: "height", 3: "width"}, "t": {0: "batch"},
                                         "res": {0: "batch", 2: "height", 3: "width"}},
                           do_constant_folding=True, dynamo=False)
+    model = _without_initializer_identities(onnx.load_from_string(buffer.getvalue()))
     if path is None:
-        return target.getvalue()
-    _add_metadata(Path(path), {"pad_multiple": str(folded.pad_multiple), "in_channels": str(folded.in_channels),
-                               "producer": "uir-suite src.diffuir.engines.export_onnx (DiffUIRUNet)"})
+        return model.SerializeToString()
+    _set_metadata(model, {"pad_multiple": str(folded.pad_multiple), "in_channels": str(folded.in_channels),
+                          "producer": "uir-suite src.diffuir.engines.export_onnx (DiffUIRUNet)"})
+    if isinstance(path, io.BytesIO):
+        path.write(model.SerializeToString())
+        return path
+    onnx.save(model, str(path))
     return Path(path)
+
+
+def _without_initializer_identities(model):
+    """Drop the Identity nodes the exporter puts on de-duplicated initializers (equal GroupNorm affines, …):
+    onnxruntime's optimiser rejects some of them ("Node input … is not a graph input"); consumers read the
+    initializer itself."""
+    graph = model.graph
+    initializers = {init.name for init in graph.initializer}
+    alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in initializers}
+    outputs = {o.name for o in graph.output}
+    keep = [n for n in graph.node if not (n.op_type == "Identity" and n.output[0] in alias
+                                          and n.output[0] not in outputs)]
+    for node in keep:
+        for i, name in enumerate(node.input):
+            if name in alias and name not in outputs:
+                node.input[i] = alias[name]
+    del graph.node[:]
+    graph.node.extend(keep)
+    return model
+
+
+def _set_metadata(model, props: dict[str, str]) -> None:
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
 
 
 def _add_metadata(path: Path, props: dict[str, str]) -> None:
     import onnx
 
     model = onnx.load(str(path))
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    _set_metadata(model, props)
     onnx.save(model, str(path))
 
 

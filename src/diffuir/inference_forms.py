@@ -1,0 +1,104 @@
+"""Inference forms of two DiffUIR blocks that CPU graph compilers run without changing memory layout.
+
+Same function as the trained blocks (DiffUIR §4.2 network; max abs difference ~1e-6, ``tests/test_engines.py``),
+written so that an exported graph stays in the channels-last layout OpenVINO and onnxruntime pick for their
+convolutions. The trained forms reshape N×C×H×W tensors into groups and heads (``nn.GroupNorm`` → N×G×(C/G·H·W);
+linear attention → N×3×heads×d×(H·W)); every such reshape makes the runtime transpose a full-resolution tensor
+back to N×C×H×W first, and those transposes took 40% of OpenVINO's time for DiffUIR-L at 256² (341 of 916 ms per
+forward, ``benchmarks/engines.py --profile``). The forms here keep every large tensor either 4-D N×C×H×W
+(reductions over H, W or C, per-channel broadcasts) or tokens N×(H·W)×C, which is the same memory in
+channels-last, and leave the reshapes to tensors of C×C values:
+
+* :class:`GroupNormStats` — GroupNorm from per-channel moments averaged over each group by a C×C matrix
+  (two-pass: mean, then the mean of squared deviations, as ``torch.group_norm`` does);
+* :class:`LinearAttentionTokens` — the pre-normed residual linear attention on tokens: softmax of q over each
+  head's channels is a softmax over the last axis, softmax of k over pixels one over the token axis; the
+  per-head contexts k·vᵀ are the diagonal blocks of one C×C product, and the output projection is folded into
+  them, so the full-resolution work is three 1×1 convolutions, two softmaxes and two matrix products.
+
+Only the inference engines use these (:func:`src.diffuir.engines.export_onnx`); training keeps the trained forms.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from src.diffuir.attention import LinearAttention, PreNormResidual
+from src.diffuir.blocks import ConvNormAct
+
+
+class GroupNormStats(nn.Module):
+    """``nn.GroupNorm`` (affine) computed without reshaping the feature map: per-channel means over H×W,
+    averaged within each group by the block-diagonal matrix A (A[i, j] = G/C when channels i, j share a group)."""
+
+    def __init__(self, norm: nn.GroupNorm):
+        super().__init__()
+        groups, channels = norm.num_groups, norm.num_channels
+        size = channels // groups
+        self.register_buffer("group_mean", torch.block_diag(*[torch.full((size, size), 1.0 / size)] * groups))
+        self.register_buffer("weight", norm.weight.detach().clone().reshape(1, channels, 1, 1))
+        self.register_buffer("bias", norm.bias.detach().clone().reshape(1, channels, 1, 1))
+        self.eps = norm.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c = x.shape[:2]
+        mean = (x.mean((2, 3)) @ self.group_mean).reshape(b, c, 1, 1)
+        centred = x - mean
+        var = ((centred * centred).mean((2, 3)) @ self.group_mean).reshape(b, c, 1, 1)
+        return centred * ((var + self.eps).rsqrt() * self.weight) + self.bias
+
+
+class LinearAttentionTokens(nn.Module):
+    """x + LinearAttention(ChannelLayerNorm(x)) (:class:`PreNormResidual` around :class:`LinearAttention`).
+
+    The pre-norm gain is folded into the q/k/v projections; with tokens T = N×(H·W)×hidden,
+    context = blockdiag_h(softmax_pixels(k)ᵀ · v) / (H·W) and out = softmax_head-channels(q)·scale ·
+    (context · W_outᵀ) + b_out, followed by the output LayerNorm over channels (trained form:
+    :meth:`LinearAttention.forward`).
+    """
+
+    def __init__(self, block: PreNormResidual):
+        super().__init__()
+        attn: LinearAttention = block.fn
+        channels = block.norm.gain.shape[1]
+        hidden = attn.to_out.weight.shape[1]
+        self.heads, self.scale, self.channels, self.hidden = attn.heads, attn.scale, int(channels), int(hidden)
+        weight = attn.to_qkv.weight.detach() * block.norm.gain.detach().reshape(1, channels, 1, 1)
+        self.register_buffer("w_q", weight[:hidden].clone())
+        self.register_buffer("w_k", weight[hidden:2 * hidden].clone())
+        self.register_buffer("w_v", weight[2 * hidden:].clone())
+        self.register_buffer("w_out_t", attn.to_out.weight.detach()[:, :, 0, 0].t().contiguous())  # hidden×C
+        self.register_buffer("b_out", attn.to_out.bias.detach().clone())
+        self.register_buffer("out_gain", attn.out_norm.gain.detach().reshape(channels).clone())
+        dim_head = hidden // attn.heads
+        self.register_buffer("head_blocks", torch.block_diag(*[torch.ones(dim_head, dim_head)] * attn.heads))
+
+    def _tokens(self, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = y.shape
+        return F.conv2d(y, weight).permute(0, 2, 3, 1).reshape(b, h * w, self.hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)  # ChannelLayerNorm (fp32 eps)
+        y = (x - mean) * (var + 1e-5).rsqrt()
+        q = self._tokens(y, self.w_q).reshape(b, h * w, self.heads, -1).softmax(-1).reshape(b, h * w, self.hidden)
+        k = self._tokens(y, self.w_k).softmax(1)
+        v = self._tokens(y, self.w_v)
+        context = torch.matmul(k.transpose(1, 2), v) * (self.head_blocks / (h * w))
+        out = torch.matmul(q * self.scale, torch.matmul(context, self.w_out_t)) + self.b_out
+        out = F.layer_norm(out, (self.channels,), self.out_gain, None, 1e-5)
+        return x + out.reshape(b, h, w, self.channels).permute(0, 3, 1, 2)
+
+
+def to_inference_forms(net: nn.Module) -> nn.Module:
+    """Swap, in place, every GroupNorm of a :class:`ConvNormAct` and every pre-normed linear attention of ``net``
+    (a DiffUIR U-Net in eval mode, float32) for the forms above; returns ``net``."""
+    for module in list(net.modules()):
+        if isinstance(module, ConvNormAct) and isinstance(module.norm, nn.GroupNorm):
+            module.norm = GroupNormStats(module.norm)
+        for name, child in list(module.named_children()):
+            if isinstance(child, PreNormResidual) and isinstance(child.fn, LinearAttention):
+                setattr(module, name, LinearAttentionTokens(child))
+    return net
