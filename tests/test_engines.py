@@ -43,9 +43,16 @@ def test_fold_weight_standardization_is_exact_and_leaves_the_network_alone():
 
 @pytest.mark.parametrize("size", ["T", "S"])
 def test_inference_forms_compute_the_trained_blocks(size):
-    """GroupNorm from moments and linear attention on tokens (src/diffuir/inference_forms.py): same output."""
+    """GroupNorm from moments, linear attention on tokens, upsampling as a transposed convolution
+    (src/diffuir/inference_forms.py): same output."""
     from src.diffuir.attention import LinearAttention
-    from src.diffuir.inference_forms import GroupNormStats, LinearAttentionTokens, to_inference_forms
+    from src.diffuir.blocks import Upsample
+    from src.diffuir.inference_forms import (
+        GroupNormStats,
+        LinearAttentionTokens,
+        UpsampleTransposed,
+        to_inference_forms,
+    )
 
     torch.manual_seed(5)
     net = DiffUIRUNet.from_size(size).eval()
@@ -56,7 +63,8 @@ def test_inference_forms_compute_the_trained_blocks(size):
     forms = to_inference_forms(engines.fold_weight_standardization(net))
     assert sum(isinstance(m, GroupNormStats) for m in forms.modules()) == 38
     assert sum(isinstance(m, LinearAttentionTokens) for m in forms.modules()) == 8
-    assert not any(isinstance(m, (torch.nn.GroupNorm, LinearAttention)) for m in forms.modules())
+    assert sum(isinstance(m, UpsampleTransposed) for m in forms.modules()) == 3
+    assert not any(isinstance(m, (torch.nn.GroupNorm, LinearAttention, Upsample)) for m in forms.modules())
     x, t = torch.rand(2, 6, 48, 80) * 2 - 1, torch.tensor([999.0, 3.0])  # batch 2, non-square
     with torch.no_grad():
         ref, out = folded(x, t), forms(x, t)

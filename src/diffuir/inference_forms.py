@@ -1,20 +1,23 @@
-"""Inference forms of two DiffUIR blocks that CPU graph compilers run without changing memory layout.
+"""Inference forms of three DiffUIR blocks: the same function in the shape CPU graph compilers run fastest.
 
 Same function as the trained blocks (DiffUIR §4.2 network; max abs difference ~1e-6, ``tests/test_engines.py``),
 written so that an exported graph stays in the channels-last layout OpenVINO and onnxruntime pick for their
 convolutions. The trained forms reshape N×C×H×W tensors into groups and heads (``nn.GroupNorm`` → N×G×(C/G·H·W);
 linear attention → N×3×heads×d×(H·W)); every such reshape makes the runtime transpose a full-resolution tensor
-back to N×C×H×W first, and those transposes took 40% of OpenVINO's time for DiffUIR-L at 256² (341 of 916 ms per
-forward, ``benchmarks/engines.py --profile``). The forms here keep every large tensor either 4-D N×C×H×W
-(reductions over H, W or C, per-channel broadcasts) or tokens N×(H·W)×C, which is the same memory in
-channels-last, and leave the reshapes to tensors of C×C values:
+back to N×C×H×W first, and those transposes took 38% of OpenVINO's time for DiffUIR-L at 256² (380 of 1002 ms
+per forward, ``python -m benchmarks.engines --profile`` → ``experiments/bench/engines_profile.md``). The forms
+here keep every large tensor either 4-D N×C×H×W (reductions over H, W or C, per-channel broadcasts) or tokens
+N×(H·W)×C, which is the same memory in channels-last, and leave the reshapes to tensors of C×C values:
 
 * :class:`GroupNormStats` — GroupNorm from per-channel moments averaged over each group by a C×C matrix
   (two-pass: mean, then the mean of squared deviations, as ``torch.group_norm`` does);
 * :class:`LinearAttentionTokens` — the pre-normed residual linear attention on tokens: softmax of q over each
   head's channels is a softmax over the last axis, softmax of k over pixels one over the token axis; the
   per-head contexts k·vᵀ are the diagonal blocks of one C×C product, and the output projection is folded into
-  them, so the full-resolution work is three 1×1 convolutions, two softmaxes and two matrix products.
+  them, so the full-resolution work is three 1×1 convolutions, two softmaxes and two matrix products;
+* :class:`UpsampleTransposed` — nearest ×2 upsampling followed by a 3×3 convolution is one stride-2 4×4
+  transposed convolution whose taps are sums of the 3×3 taps: 16 instead of 36 multiply-adds per input pixel and
+  channel pair (2–6% of a DiffUIR-B/L forward in OpenVINO).
 
 Only the inference engines use these (:func:`src.diffuir.engines.export_onnx`); training keeps the trained forms.
 """
@@ -26,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.diffuir.attention import LinearAttention, PreNormResidual
-from src.diffuir.blocks import ConvNormAct
+from src.diffuir.blocks import ConvNormAct, Upsample
 
 
 class GroupNormStats(nn.Module):
@@ -92,13 +95,34 @@ class LinearAttentionTokens(nn.Module):
         return x + out.reshape(b, h, w, self.channels).permute(0, 3, 1, 2)
 
 
+class UpsampleTransposed(nn.Module):
+    """:class:`Upsample` (nearest ×2, then a 3×3 convolution with zero padding 1) as ``conv_transpose2d`` with
+    stride 2, padding 1 and a 4×4 kernel. Output row 2i + d − 1 (d = 0..3) of input row i sums the 3×3 rows that
+    land on it after the upsampling: taps (w₂, w₁ + w₂, w₀ + w₁, w₀), the same along columns."""
+
+    # TAPS[d, k] = 1 when 3×3 tap k contributes to transposed tap d
+    TAPS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
+
+    def __init__(self, up: Upsample):
+        super().__init__()
+        taps = torch.tensor(self.TAPS, dtype=up.conv.weight.dtype)
+        kernel = torch.einsum("ak,bl,oikl->ioab", taps, taps, up.conv.weight.detach())  # (C_in, C_out, 4, 4)
+        self.register_buffer("weight", kernel.contiguous())
+        self.register_buffer("bias", up.conv.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv_transpose2d(x, self.weight, self.bias, stride=2, padding=1)
+
+
 def to_inference_forms(net: nn.Module) -> nn.Module:
-    """Swap, in place, every GroupNorm of a :class:`ConvNormAct` and every pre-normed linear attention of ``net``
-    (a DiffUIR U-Net in eval mode, float32) for the forms above; returns ``net``."""
+    """Swap, in place, every GroupNorm of a :class:`ConvNormAct`, every pre-normed linear attention and every
+    upsampling of ``net`` (a DiffUIR U-Net in eval mode, float32) for the forms above; returns ``net``."""
     for module in list(net.modules()):
         if isinstance(module, ConvNormAct) and isinstance(module.norm, nn.GroupNorm):
             module.norm = GroupNormStats(module.norm)
         for name, child in list(module.named_children()):
             if isinstance(child, PreNormResidual) and isinstance(child.fn, LinearAttention):
                 setattr(module, name, LinearAttentionTokens(child))
+            elif isinstance(child, Upsample):
+                setattr(module, name, UpsampleTransposed(child))
     return net
