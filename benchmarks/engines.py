@@ -235,7 +235,8 @@ def profile_markdown(rows: list[dict], facts: dict) -> str:
              f"{facts['run']})", "", f"CPU {facts['cpu']}, {facts['threads']} threads, OpenVINO {facts['openvino']}, "
              "fp32, batch 1. Milliseconds per node type (OpenVINO PERF_COUNT, median of 3 forwards; types under 1 ms "
              "left out). *Trained forms*: the ONNX graph of the network as trained (GroupNorm and linear attention "
-             "reshape the feature map); *inference forms*: `src/diffuir/inference_forms.py`. `Reorder` is layout "
+             "reshape the feature map); *inference forms*: `src/diffuir/inference_forms.py` "
+             "(`ConvolutionBackpropData`: the upsampling as a transposed convolution). `Reorder` is layout "
              "conversion.", "", "| size | res | graph | node type | ms |", "|---|---:|---|---|---:|"]
     lines += [f"| {r['size']} | {r['res']} | {r['graph']} | {r['node']} | {r['ms']} |" for r in rows]
     return "\n".join(lines) + "\n"
