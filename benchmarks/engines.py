@@ -34,6 +34,7 @@ import math
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -192,16 +193,22 @@ def profile_openvino(size: str, res: int, threads: int, forward_calls: int = 3, 
     exported from the trained blocks and from :mod:`src.diffuir.inference_forms`: milliseconds per node type
     (median over ``forward_calls`` forwards after a warm-up), and the forward's wall time."""
     import numpy as np
+    import openvino as ov
 
     torch.manual_seed(seed)
     net = DiffUIRUNet.from_size(size).eval()
     x = np.random.default_rng(seed).standard_normal((1, net.in_channels, res, res)).astype(np.float32)
     t = np.full((1,), 500.0, np.float32)
-    rows = []
+    core, rows = ov.Core(), []
     for forms in (False, True):
-        engine = E.OpenVinoEngine(net, threads, model=E.export_onnx(net, inference_forms=forms),
-                                  properties={"PERF_COUNT": True})
-        request = engine.request(x.shape)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "net.onnx"
+            path.write_bytes(E.export_onnx(net, inference_forms=forms))
+            model = core.read_model(str(path))
+        model.reshape({"x": list(x.shape), "t": [1]})
+        request = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERF_COUNT": True,
+                                                    "INFERENCE_PRECISION_HINT": "f32",
+                                                    "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
         request.infer({"x": x, "t": t})
         per_type: dict[str, list[float]] = {}
         walls = []

@@ -242,13 +242,12 @@ class OnnxRuntimeEngine(Engine):
 
 class OpenVinoEngine(Engine):
     """The ONNX export compiled by OpenVINO's CPU plugin for each input shape met (latency hint, ``threads``
-    inference threads, extra compile ``properties``, the ``max_shapes`` most recent compiled shapes kept)."""
+    inference threads, the ``max_shapes`` most recent compiled shapes kept)."""
 
     name = "openvino"
     precision = "f32"
 
-    def __init__(self, net: nn.Module, threads: int | None = None, model: bytes | None = None, max_shapes: int = 4,
-                 properties: dict | None = None):
+    def __init__(self, net: nn.Module, threads: int | None = None, model: bytes | None = None, max_shapes: int = 4):
         import openvino as ov
 
         super().__init__(net)
@@ -262,8 +261,7 @@ class OpenVinoEngine(Engine):
             path.write_bytes(model or export_onnx(net))
             self.model = self.core.read_model(str(path))
         self.config = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-                       "INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY",
-                       **(properties or {})}  # e.g. {"PERF_COUNT": True} for per-node timings
+                       "INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
         self.max_shapes = max_shapes
         self.compiled: OrderedDict[tuple, object] = OrderedDict()
 
