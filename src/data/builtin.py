@@ -73,19 +73,20 @@ def _sample(gt: np.ndarray, task: str, rng: np.random.Generator) -> dict:
     return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": task_index(task)}
 
 
-class BuiltinTrainDataset(Dataset):
-    """Random crops of the training images with random flips, each degraded by a task drawn by weight.
+class PhotoTrainDataset(Dataset):
+    """Random crops of clean photos (H×W×3 float arrays) with random flips, each degraded by a task drawn by weight.
 
     Randomness comes from torch's generator, which Lightning seeds per worker (``seed_everything(workers=True)``),
     so a run is reproducible for a given seed and worker count.
     """
 
-    def __init__(self, images=TRAIN_IMAGES, tasks=TASKS, task_weights=None, patch_size: int = 64,
-                 length: int = 1000):
+    def __init__(self, photos, tasks=TASKS, task_weights=None, patch_size: int = 64, length: int = 1000):
         for t in tasks:
             if t not in TASKS:
                 raise ValueError(f"unknown task {t!r} in data.tasks: expected some of {list(TASKS)}")
-        self.images = [load_builtin_image(n) for n in images]
+        self.images = list(photos)
+        if not self.images:
+            raise ValueError("no training photos")
         self.tasks = list(tasks)
         weights = np.ones(len(tasks)) if task_weights is None else np.asarray(
             [task_weights[t] for t in tasks], dtype=np.float64)
@@ -107,18 +108,36 @@ class BuiltinTrainDataset(Dataset):
         return _sample(np.ascontiguousarray(gt), task, rng)
 
 
-class BuiltinEvalDataset(Dataset):
-    """Every (held-out image, task) pair once: a centre crop, degraded with a seed fixed per pair."""
+class PhotoEvalDataset(Dataset):
+    """Every (held-out photo, task) pair once: a centre crop, degraded with a seed fixed per pair.
 
-    def __init__(self, images=HELDOUT_IMAGES, tasks=TASKS, size: int = 128, seed: int = 0):
-        self.pairs = [(n, t) for n in images for t in tasks]
-        self.size, self.seed = size, seed
+    ``load``: name -> H×W×3 float array in [0, 1], called when a sample is read.
+    """
+
+    def __init__(self, names, load, tasks=TASKS, size: int = 128, seed: int = 0):
+        self.pairs = [(n, t) for n in names for t in tasks]
+        self.load, self.size, self.seed = load, size, seed
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
         name, task = self.pairs[index]
-        gt = center_crop(load_builtin_image(name), self.size)
+        gt = center_crop(self.load(name), self.size)
         rng = np.random.default_rng([self.seed, index])
         return {**_sample(gt, task, rng), "name": f"{name}_{task}"}
+
+
+class BuiltinTrainDataset(PhotoTrainDataset):
+    """:class:`PhotoTrainDataset` over scikit-image's sample photos, by name."""
+
+    def __init__(self, images=TRAIN_IMAGES, tasks=TASKS, task_weights=None, patch_size: int = 64,
+                 length: int = 1000):
+        super().__init__([load_builtin_image(n) for n in images], tasks, task_weights, patch_size, length)
+
+
+class BuiltinEvalDataset(PhotoEvalDataset):
+    """Every (held-out scikit-image photo, task) pair once (:class:`PhotoEvalDataset`)."""
+
+    def __init__(self, images=HELDOUT_IMAGES, tasks=TASKS, size: int = 128, seed: int = 0):
+        super().__init__(images, load_builtin_image, tasks, size, seed)
