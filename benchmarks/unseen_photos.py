@@ -26,10 +26,11 @@ import numpy as np
 import torch
 
 from src.data.builtin import center_crop
-from src.data.degradations import TASKS, degrade
+from src.data.degradations import degrade
 from src.metrics.fidelity import psnr, ssim
 from src.reporting.grids import save_comparison_grid
 from src.reporting.tables import per_task_table, to_markdown, write_csv
+from src.tasks import TASKS
 
 # photo name -> (package, path inside the package's data folder)
 PHOTOS = {

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 from src.utils.checkpoints import load_restoration_model
 from src.utils.images import IMAGE_EXTENSIONS
-from src.utils.tiling import BlockNoise, mix_seed, pad_to_multiple, tile_boxes, tiled_apply
+from src.utils.padding import pad_to_multiple
+from src.utils.tiling import BlockNoise, mix_seed, tile_boxes, tiled_apply
 
 # The weights used when no checkpoint is given: DiffUIR-T trained by the suite on its built-in data
 # (conf/experiment/diffuir_t_builtin.yaml, exported with `python -m src.export --format safetensors`).

@@ -171,7 +171,7 @@ def test_restore_cli_exits_2_and_writes_nothing(files, tmp_path, capsys):
 
 
 def test_eval_loader_refuses_them(files, tmp_path):
-    from src.eval import load_restorer
+    from src.evaluation.evaluator import load_model
 
     marker, victim = files
     cfg = OmegaConf.create({"model": compose_train(TINY).model, "task_name": "t"})
@@ -182,7 +182,7 @@ def test_eval_loader_refuses_them(files, tmp_path):
         torch.save({"state_dict": {}, "uir_model_config": config}, paths[-1])
     for path in paths:
         with pytest.raises(UnsafeCheckpointError):
-            load_restorer(cfg, path)
+            load_model(cfg, path)
     assert not marker.exists() and victim.read_text() == "secret"
 
 

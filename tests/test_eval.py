@@ -15,7 +15,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
-from src.eval import evaluate
+from src.evaluation.evaluator import evaluate
+from src.utils.checkpoints import CheckpointMismatchError
 from tests.conftest import CONF, ROOT, compose_train
 
 TINY_MODEL = ["experiment=diffuir_t", "model.net.dim=8"]
@@ -135,7 +136,7 @@ def test_manifest_sets_are_found_and_run_with_their_paper_rows(tiny_ckpt, tmp_pa
 
 
 def test_histogram_equalisation_follows_the_model():
-    from src.eval import hist_eq_tasks
+    from src.evaluation.evaluator import hist_eq_tasks
 
     assert hist_eq_tasks(compose_eval(["experiment=diffuir_t"], "unused")) == ["low_light"]
     assert hist_eq_tasks(compose_eval(["experiment=diff_restorer_stage1_tiny"], "unused")) == []
@@ -152,14 +153,14 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_checkpoint_without_config_is_rebuilt_from_the_experiment_or_says_which_to_pass(tiny_ckpt, tmp_path):
-    from src.eval import load_restorer
+    from src.evaluation.evaluator import load_model
 
     plain = tmp_path / "plain.ckpt"
     torch.save({"state_dict": torch.load(tiny_ckpt, weights_only=True)["state_dict"]}, plain)
-    model = load_restorer(compose_eval([*FAST, f"ckpt_path={plain}"], tmp_path), plain)
+    model = load_model(compose_eval([*FAST, f"ckpt_path={plain}"], tmp_path), plain)
     assert model.model_config["net"]["dim"] == 8
-    with pytest.raises(RuntimeError, match="pass the experiment the checkpoint was trained with"):
-        load_restorer(compose_eval(["experiment=diffuir_t", f"ckpt_path={plain}"], tmp_path), plain)
+    with pytest.raises(CheckpointMismatchError, match="pass the experiment the checkpoint was trained with"):
+        load_model(compose_eval(["experiment=diffuir_t", f"ckpt_path={plain}"], tmp_path), plain)
 
 
 def test_missing_dataset_files_are_a_clear_error(tiny_ckpt, tmp_path):

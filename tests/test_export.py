@@ -64,12 +64,12 @@ def test_diffuir_round_trip_restores_identically(ckpt, tmp_path, capsys):
     text = capsys.readouterr().out
     assert text.count(f"{info['parameters']:,} parameters") == 2  # the same network, counted the same
 
-    from src.eval import load_restorer, resolve_ckpt_path
+    from src.evaluation.evaluator import load_model, resolve_ckpt_path
 
     cfg = OmegaConf.create({"model": {"_target_": "unused"}, "task_name": "t", "ckpt_path": str(out),
                             "paths": {"log_dir": str(tmp_path)}})
     assert resolve_ckpt_path(cfg) == out
-    assert torch.equal(load_restorer(cfg, out).net.head.weight, exported.net.head.weight)
+    assert torch.equal(load_model(cfg, out).net.head.weight, exported.net.head.weight)
 
 
 def test_export_config_is_checked_like_a_checkpoint_and_bad_usage_exits_2(ckpt, tmp_path, capsys):

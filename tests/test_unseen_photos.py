@@ -10,8 +10,9 @@ import pytest
 
 from benchmarks import unseen_photos
 from src.data.builtin import HELDOUT_IMAGES, TRAIN_IMAGES, load_builtin_image
-from src.data.degradations import TASKS, degrade
+from src.data.degradations import degrade
 from src.metrics.fidelity import psnr
+from src.tasks import TASKS
 from src.train import train
 from tests.conftest import compose_train
 

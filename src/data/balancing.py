@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 from torch.utils.data.distributed import DistributedSampler
 
-from src.data.degradations import TASKS
+from src.tasks import TASKS
 
 _SEED_MAX = 2**63 - 1
 

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from src.data.degradations import TASKS, degrade
+from src.data.datasets import center_crop
+from src.data.degradations import degrade
+from src.tasks import TASKS
 
 TRAIN_IMAGES = (
     "astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
@@ -55,13 +57,6 @@ def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
         raise ValueError(f"image of {h}×{w} is smaller than the crop size {size}")
     y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
     return img[y:y + size, x:x + size]
-
-
-def center_crop(img: np.ndarray, size: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    size_h, size_w = min(size, h), min(size, w)
-    y, x = (h - size_h) // 2, (w - size_w) // 2
-    return img[y:y + size_h, x:x + size_w]
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:

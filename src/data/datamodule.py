@@ -6,7 +6,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from src.data.builtin import HELDOUT_IMAGES, TRAIN_IMAGES, BuiltinEvalDataset, BuiltinTrainDataset
-from src.data.degradations import TASKS
+from src.tasks import TASKS
 
 
 class BuiltinDataModule(L.LightningDataModule):

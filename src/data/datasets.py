@@ -1,7 +1,7 @@
 """Datasets over manifest rows: DiffUIR's and Diff-Restorer's training pipelines and full-resolution evaluation.
 
 Every sample is a dict in the suite's batch contract: ``lq`` and ``gt`` float32 3×H×W tensors in [0, 1] and
-``task`` (int, index into :data:`~src.data.degradations.TASKS`); evaluation samples add ``name`` (str: the LQ path
+``task`` (int, index into :data:`~src.tasks.TASKS`); evaluation samples add ``name`` (str: the LQ path
 without extension), ``source`` (str: the manifest's source, e.g. ``Snow100K-L``) and ``has_gt`` (bool). For a
 no-reference row ``gt`` is a copy of ``lq`` and ``has_gt`` is False: reference metrics must skip those samples.
 
@@ -37,9 +37,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from src.data.balancing import SampleKey
-from src.data.degradations import TASKS, degrade
+from src.data.degradations import degrade
 from src.data.image_io import ImageProblem, read_image, to_float
 from src.data.manifest_format import RESIZE_GT_SOURCES, Row, task_label
+from src.tasks import TASKS
 
 log = logging.getLogger(__name__)
 _MAX_RETRIES = 16  # consecutive unreadable rows of one task before on_bad_sample="skip" gives up
@@ -111,6 +112,7 @@ def crop_pair(lq: np.ndarray | None, gt: np.ndarray | None, size: int, rng: np.r
 
 
 def center_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size``×``size`` crop of an H×W(×C) array (the whole side where it is shorter)."""
     h, w = img.shape[:2]
     sh, sw = min(size, h), min(size, w)
     y, x = (h - sh) // 2, (w - sw) // 2

@@ -1,6 +1,6 @@
 """Synthetic degradations for universal image restoration.
 
-Eight degradations (:data:`TASKS`) are synthesised from a clean image.  They are used both
+Eight degradations (:data:`src.tasks.TASKS`) are synthesised from a clean image.  They are used both
 for on-the-fly training data and for fixed, seeded synthetic test sets, so every function
 here is *pure*:
 
@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage, signal
 
-TASKS = ("noise", "low_light", "haze", "rain", "raindrop", "snow", "blur", "jpeg")
+from src.tasks import check_task
 
 # Kernels with at most this many taps are applied directly; larger ones through the FFT.
 _DIRECT_CONV_MAX_TAPS = 25
@@ -472,12 +472,6 @@ _PARAM_SAMPLERS: dict[str, Callable[[np.random.Generator], dict[str, Any]]] = {
 }
 
 
-def _check_task(task: str) -> None:
-    """Raise ``ValueError`` naming ``task`` and listing :data:`TASKS` if it is unknown."""
-    if task not in TASKS:
-        raise ValueError(f"unknown degradation task {task!r}; expected one of {', '.join(TASKS)}")
-
-
 def random_params(task: str, rng: np.random.Generator) -> dict[str, Any]:
     """Draw parameters for ``task`` (plain Python numbers / strings; keyword args of :func:`degrade`).
 
@@ -495,7 +489,7 @@ def random_params(task: str, rng: np.random.Generator) -> dict[str, Any]:
     * snow: ``density`` in [0.002, 0.008], ``veil`` in [0.05, 0.3], ``brightness`` in [0.8, 1]
     * raindrop: ``count`` integer in [8, 30], ``blur_sigma`` in [1.5, 4] px
     """
-    _check_task(task)
+    check_task(task)
     return _PARAM_SAMPLERS[task](rng)
 
 
@@ -536,7 +530,7 @@ def degrade(img: np.ndarray, task: str, rng: np.random.Generator, **params: Any)
     (mid-range values).  Randomness inside the degradation also comes from ``rng``.
     Raises ``ValueError`` for an unknown task.
     """
-    _check_task(task)
+    check_task(task)
     if not params:
         params = random_params(task, rng)
     return _APPLY[task](img, rng, **params)

@@ -20,7 +20,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from src.data.builtin import PhotoEvalDataset, PhotoTrainDataset
-from src.data.degradations import TASKS
+from src.tasks import TASKS
 from src.utils.images import IMAGE_EXTENSIONS, read_image
 
 

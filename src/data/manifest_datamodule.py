@@ -43,7 +43,6 @@ from src.data.datasets import (
     first_per_source,
     worker_init_fn,
 )
-from src.data.degradations import TASKS
 from src.data.manifest_format import (
     DEFAULT_MANIFEST_DIR,
     Row,
@@ -53,6 +52,7 @@ from src.data.manifest_format import (
     load_manifest,
     task_counts,
 )
+from src.tasks import TASKS
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ Format (``data_manifests/README.md`` has the full description): a UTF-8 CSV file
 * ``lq``: the degraded image, relative to the data root; **empty** for a clean image whose degraded version is
   synthesised on the fly from ``gt`` by ``task`` (Diff-Restorer's noise and JPEG training data);
 * ``gt``: the reference image, relative to the data root; **empty** for a no-reference set (RTTS, MEF, ...);
-* ``task``: one of :data:`src.data.degradations.TASKS`, several joined by ``+`` for a mixed degradation
+* ``task``: one of :data:`src.tasks.TASKS`, several joined by ``+`` for a mixed degradation
   (``raindrop+noise+blur``), or ``unknown`` for a degradation outside the eight (TOLED / POLED);
 * ``source``: the dataset (``LOL``, ``Snow100K-S``, ...).
 
@@ -34,8 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.data.degradations import TASKS
 from src.data.image_io import ImageProblem, probe_image, read_image
+from src.tasks import TASKS
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,9 @@ import torch
 from torch import nn
 
 from src.diff_restorer.stage1 import DiffRestorerStage1
-from src.diff_restorer.stage2 import DiffRestorerStage2
+from src.diff_restorer.stage2 import DiffRestorerStage2, check_stages_fit, restore_with_stages
 from src.utils.atomic import atomic_open
+from src.utils.checkpoints import MODEL_CONFIG_KEY
 
 PIPELINE_TARGET = "src.diff_restorer.pipeline.DiffRestorerPipeline.from_checkpoints"
 
@@ -65,9 +66,7 @@ class DiffRestorerPipeline(nn.Module):
         self.sampling_steps = int(sampling_steps or stage1.hparams.sampling_steps)
         self.pad_multiple = stage1.pad_multiple
         self.task_names = stage1.task_names
-        if stage2 is not None and stage2.vae_factor != stage1.vae_factor:
-            raise ValueError(f"stage 1 samples latents for a ×{stage1.vae_factor} VAE, the stage-2 decoder decodes "
-                             f"×{stage2.vae_factor}")
+        check_stages_fit(stage1, stage2)
         self.shared_clip = stage2 is not None and stage2.clip is stage1.clip
         self.model_config: dict | None = None
 
@@ -101,7 +100,7 @@ class DiffRestorerPipeline(nn.Module):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(path, "wb") as f:
-            torch.save({"uir_model_config": dict(self.model_config), "state_dict": {}}, f)
+            torch.save({MODEL_CONFIG_KEY: dict(self.model_config), "state_dict": {}}, f)
         return path
 
     def stage_state_dict(self) -> dict[str, torch.Tensor]:
@@ -153,29 +152,13 @@ class DiffRestorerPipeline(nn.Module):
         return torch.nn.modules.module._IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ restoration
-    def decoder_degradation_embedding(self, lq: torch.Tensor, p_clip: torch.Tensor) -> torch.Tensor:
-        return self.stage2.degradation_embedding(p_clip=p_clip if self.shared_clip else self.stage2.clip(lq))
-
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor, lq_padded: torch.Tensor, p_d: torch.Tensor | None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Latents (VAE scale) → image in [−1, 1]: the stage-2 decoder, or the SD VAE decoder without one."""
-        if self.stage2 is None:
-            return self.stage1.vae.decode(z, return_dict=False)[0]
-        return self.stage2.decode(z.to(self.stage2.dtype), lq_padded, p_d, generator)
-
     @torch.no_grad()
     def restore(self, lq: torch.Tensor, steps: int | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Restore B×3×H×W images in [0, 1] of any size (one image: a batch of one)."""
+        """Restore B×3×H×W images in [0, 1] of any size (one image: a batch of one): :func:`restore_with_stages`."""
         if lq.dim() == 3:
             return self.restore(lq[None], steps, generator)[0]
-        h, w = lq.shape[-2:]
-        prompts = self.stage1.visual_prompts(lq)
-        z, lq_p = self.stage1.sample_latents(lq, steps or self.sampling_steps, generator, prompts=prompts)
-        p_d = None if self.stage2 is None else self.decoder_degradation_embedding(lq, prompts["p_clip"])
-        image = self.decode(z, lq_p, p_d, generator)
-        return ((image.float() + 1) / 2).clamp(0, 1)[..., :h, :w]
+        return restore_with_stages(self.stage1, self.stage2, lq, steps or self.sampling_steps, generator)
 
     @torch.no_grad()
     def detect_degradation(self, lq: torch.Tensor) -> list[str]:

@@ -28,13 +28,13 @@ from diffusers import DDPMScheduler, UniPCMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
-from src.data.degradations import TASKS
 from src.diff_restorer.control_module import ImageControlNetwork
 from src.diff_restorer.partial_state import PartialStateDictMixin
 from src.diff_restorer.sd_loading import SD15_NOISE_SCHEDULE
-from src.utils.checkpoints import build_from_config, read_suite_checkpoint
+from src.evaluation.mixin import RestorationEvalMixin
+from src.tasks import TASKS
+from src.utils.checkpoints import StoredConfigMixin
 from src.utils.padding import pad_to_multiple
-from src.utils.restoration_eval import RestorationEvalMixin
 
 FROZEN_ALWAYS = ("vae", "clip")
 
@@ -44,7 +44,7 @@ def _build(part, **kwargs) -> nn.Module:
     return part if isinstance(part, nn.Module) else part(**kwargs)
 
 
-class DiffRestorerStage1(PartialStateDictMixin, RestorationEvalMixin, L.LightningModule):
+class DiffRestorerStage1(PartialStateDictMixin, StoredConfigMixin, RestorationEvalMixin, L.LightningModule):
     """SD-1.5 U-Net (frozen) + Visual Prompt Processor + Image-guided Control Module, trained with Eq. 7.
 
     Args:
@@ -96,7 +96,7 @@ class DiffRestorerStage1(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
         self.task_names = list(task_names or TASKS)
         if self.task_names != list(TASKS):  # batch labels index TASKS (every DataModule), so the classes must too
             raise ValueError(f"model.task_names={self.task_names}: the classifier's classes are the batches' task "
-                             f"labels, indices into src.data.degradations.TASKS {list(TASKS)}; leave it null")
+                             f"labels, indices into src.tasks.TASKS {list(TASKS)}; leave it null")
         self.unet, self.vae, self.clip = unet, vae, clip
         self.prompt_processor = _build(prompt_processor, in_dim=clip.embed_dim,
                                        semantic_dim=unet.config.cross_attention_dim, num_classes=len(self.task_names))
@@ -132,7 +132,6 @@ class DiffRestorerStage1(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
         self.noise_scheduler = DDPMScheduler(**self.noise_schedule, prediction_type="epsilon", clip_sample=False)
         self.latent_scale = float(vae.config.scaling_factor)
         self.pad_multiple = self.vae_factor * 2 ** (len(unet.config.block_out_channels) - 1)
-        self.model_config: dict | None = None  # the resolved Hydra model config, stored in checkpoints
         self._eval_records: list[dict] = []
         self._grid: list[torch.Tensor] | None = None
         self.test_rows: list[dict] = []
@@ -141,32 +140,22 @@ class DiffRestorerStage1(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
     def frozen_modules(self) -> list[nn.Module]:
         return [self.vae, self.clip] + ([] if self.hparams.train_unet else [self.unet])
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the model's config in the checkpoint so it can be rebuilt from the file (and the SD/CLIP files)."""
-        if self.model_config is not None:
-            checkpoint["uir_model_config"] = self.model_config
-
     @classmethod
-    def from_checkpoint(cls, path: str | Path, sd_dir: str | Path | None = None,
-                        clip_weights: str | Path | None = None, map_location: str | torch.device = "cpu"):
-        """Rebuild a trained stage-1 model: the config stored in ``path`` with the SD folder / CLIP weights file
-        optionally replaced (e.g. on another machine), frozen parts from those files, trained parts from ``path``."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        config, state = read_suite_checkpoint(path, map_location)  # weights-only; config checked against the allowlist
-        if sd_dir is not None:
-            for part in ("unet", "vae"):
-                if "sd_dir" in config[part]:
-                    config[part]["sd_dir"] = str(sd_dir)
-        if clip_weights is not None:
+    def edit_stored_config(cls, config: dict, sd_dir: str | Path | None = None,
+                           clip_weights: str | Path | None = None) -> None:
+        """``from_checkpoint(path, sd_dir=..., clip_weights=...)``: the stored config with the SD folder / CLIP
+        weights file replaced (e.g. on another machine); frozen parts come from those files, trained parts from
+        ``path``."""
+        for part in ("unet", "vae"):
+            if sd_dir is not None and isinstance(config.get(part), dict) and "sd_dir" in config[part]:
+                config[part]["sd_dir"] = str(sd_dir)
+        if clip_weights is not None and isinstance(config.get("clip"), dict):
             config["clip"]["weights"] = str(clip_weights)
-        return build_from_config(config, state, source=str(path))
 
     # ------------------------------------------------------------------ the network
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """Pad bottom/right to a multiple of ``pad_multiple`` (cropped back after decoding)."""
-        return pad_to_multiple(x, self.pad_multiple)
+        return pad_to_multiple(x, self.pad_multiple)[0]
 
     def visual_prompts(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
         """P_CLIP, P_S, P_D and the classifier's logits of LQ images in [0, 1]."""

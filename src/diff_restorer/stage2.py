@@ -38,15 +38,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.data.degradations import TASKS
 from src.diff_restorer.decoder import encode_with_features
 from src.diff_restorer.discriminator import discriminator_loss, generator_adversarial_loss
 from src.diff_restorer.partial_state import PartialStateDictMixin
 from src.diff_restorer.prompt_processor import mlp
-from src.diff_restorer.stage1 import _build
-from src.utils.checkpoints import build_from_config, read_checkpoint, read_suite_checkpoint
+from src.diff_restorer.stage1 import DiffRestorerStage1, _build
+from src.evaluation.mixin import RestorationEvalMixin
+from src.tasks import TASKS
+from src.utils.checkpoints import StoredConfigMixin, read_checkpoint
 from src.utils.padding import pad_to_multiple
-from src.utils.restoration_eval import RestorationEvalMixin
 
 STAGE1_DEGRADATION_PREFIX = "prompt_processor.degradation."
 
@@ -65,7 +65,31 @@ def load_stage1_degradation_branch(path: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
-class DiffRestorerStage2(PartialStateDictMixin, RestorationEvalMixin, L.LightningModule):
+def check_stages_fit(stage1: nn.Module, stage2: nn.Module | None) -> None:
+    """Refuse a stage-2 decoder whose VAE scale differs from the latents stage 1 samples."""
+    if stage2 is not None and stage2.vae_factor != stage1.vae_factor:
+        raise ValueError(f"stage 1 samples latents for a ×{stage1.vae_factor} VAE, the stage-2 decoder decodes "
+                         f"×{stage2.vae_factor}")
+
+
+@torch.no_grad()
+def restore_with_stages(stage1: nn.Module, stage2: nn.Module | None, lq: torch.Tensor, steps: int | None = None,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """The whole Diff-Restorer restoration (§III): visual prompts of I_LQ, stage-1 UniPC sampling of the latents, then
+    the stage-2 Degradation-aware Decoder (P_D from stage 2's B_d, on stage 1's CLIP embedding when both stages share
+    one encoder), or without ``stage2`` the SD VAE decoder ("Ours_S"). B×3×H×W in [0, 1], cropped to ``lq``'s size."""
+    h, w = lq.shape[-2:]
+    prompts = stage1.visual_prompts(lq)
+    z, lq_p = stage1.sample_latents(lq, steps, generator, prompts=prompts)
+    if stage2 is None:
+        image = stage1.vae.decode(z, return_dict=False)[0]
+    else:
+        p_d = stage2.degradation_embedding(lq, p_clip=prompts["p_clip"] if stage2.clip is stage1.clip else None)
+        image = stage2.decode(z.to(stage2.dtype), lq_p, p_d, generator)
+    return ((image.float() + 1) / 2).clamp(0, 1)[..., :h, :w]
+
+
+class DiffRestorerStage2(PartialStateDictMixin, StoredConfigMixin, RestorationEvalMixin, L.LightningModule):
     """Frozen SD VAE encoder + trained Degradation-aware Decoder, L_dec = L_gen + λ3·L_per + λ4·L_adv.
 
     Args:
@@ -144,18 +168,17 @@ class DiffRestorerStage2(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
         self.perceptual: nn.Module | None = perceptual if isinstance(perceptual, nn.Module) else None
         self.stage1: nn.Module | None = None
         if eval_mode == "pipeline":
-            from src.diff_restorer.stage1 import DiffRestorerStage1
-
             self.stage1 = DiffRestorerStage1.from_checkpoint(stage1_ckpt).requires_grad_(False)
         names = ["discriminator"] + ["decoder"] * bool(getattr(self.decoder, "trainable", True))
         self.trainable_prefixes = tuple(f"{n}." for n in names)
         self.saved_prefixes = (*self.trainable_prefixes, "degradation_branch.")
         self.vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.pad_multiple = self.vae_factor
+        if self.stage1 is not None:
+            check_stages_fit(self.stage1, self)
         self.latent_scale = float(vae.config.scaling_factor)
         self.train_batches = 0  # training batches seen (G/D schedule); saved in checkpoints
         self.optimizer_steps = {"generator": 0, "discriminator": 0}
-        self.model_config: dict | None = None
         self._eval_reference: torch.Tensor | None = None
         self._eval_records: list[dict] = []
         self._grid: list[torch.Tensor] | None = None
@@ -195,9 +218,7 @@ class DiffRestorerStage2(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
         return config
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        config = self.stored_config()
-        if config is not None:
-            checkpoint["uir_model_config"] = config
+        super().on_save_checkpoint(checkpoint)  # the stored config
         checkpoint["diff_restorer_stage2"] = {"train_batches": self.train_batches,
                                               "optimizer_steps": dict(self.optimizer_steps)}
 
@@ -207,29 +228,20 @@ class DiffRestorerStage2(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
         self.optimizer_steps.update(state.get("optimizer_steps", {}))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, sd_dir: str | Path | None = None,
-                        clip_weights: str | Path | None = None, eval_mode: str | None = None,
-                        map_location: str | torch.device = "cpu"):
-        """Rebuild a trained stage-2 model from its checkpoint (the SD folder / CLIP file optionally replaced);
-        ``eval_mode`` overrides the stored one (``reconstruction`` needs no stage-1 checkpoint)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        config, state = read_suite_checkpoint(path, map_location)  # weights-only; config checked against the allowlist
-        if sd_dir is not None and "sd_dir" in config["vae"]:
-            config["vae"]["sd_dir"] = str(sd_dir)
-        if clip_weights is not None:
-            config["clip"]["weights"] = str(clip_weights)
+    def edit_stored_config(cls, config: dict, sd_dir: str | Path | None = None, clip_weights: str | Path | None = None,
+                           eval_mode: str | None = None) -> None:
+        """``from_checkpoint(path, sd_dir=..., clip_weights=..., eval_mode=...)``: stage 1's replacements of the frozen
+        files, and ``eval_mode`` overriding the stored one (``reconstruction`` needs no stage-1 checkpoint)."""
+        DiffRestorerStage1.edit_stored_config(config, sd_dir, clip_weights)
         if eval_mode is not None:
             config["eval_mode"] = eval_mode
             if eval_mode == "reconstruction":
                 config["stage1_ckpt"] = None
-        return build_from_config(config, state, source=str(path))
 
     # ------------------------------------------------------------------ the network
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """Pad bottom/right to a multiple of ``pad_multiple`` (cropped back after decoding)."""
-        return pad_to_multiple(x, self.pad_multiple)
+        return pad_to_multiple(x, self.pad_multiple)[0]
 
     def degradation_embedding(self, lq: torch.Tensor | None = None, p_clip: torch.Tensor | None = None):
         """P_D = B_d(CLIP(I_LQ)) (or of a given P_CLIP)."""
@@ -376,10 +388,7 @@ class DiffRestorerStage2(PartialStateDictMixin, RestorationEvalMixin, L.Lightnin
                                    "LQ images combine it with stage 1: DiffRestorerPipeline.from_checkpoints(stage1_"
                                    "ckpt, stage2_ckpt), or `python -m src.diff_restorer.pipeline --stage1 ... "
                                    "--stage2 ... --out pipeline.ckpt` for src.restore / src.eval")
-            from src.diff_restorer.pipeline import DiffRestorerPipeline
-
-            return DiffRestorerPipeline(self.stage1, self).restore(lq, steps or self.hparams.sampling_steps,
-                                                                    generator)
+            return restore_with_stages(self.stage1, self, lq, steps or self.hparams.sampling_steps, generator)
         h, w = lq.shape[-2:]
         image = self.reconstruct(lq, hq, sample=False, generator=generator)
         return ((image.float() + 1) / 2).clamp(0, 1)[..., :h, :w]

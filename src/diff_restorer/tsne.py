@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.data.degradations import TASKS
 from src.reporting.plots import pyplot_or_none
+from src.tasks import TASKS
 
 
 # ---------------------------------------------------------------------------------------------- t-SNE

@@ -8,15 +8,17 @@ import lightning as L
 import torch
 from torch import nn
 
-from src.data.degradations import TASKS
 from src.diffuir import engines
 from src.diffuir.diffusion import ResidualDiffusion
-from src.diffuir.official import load_official_weights
+from src.diffuir.official import load_official_weights, size_name
+from src.evaluation.mixin import RestorationEvalMixin
+from src.reporting.paper_tables import diffuir_method_for
+from src.tasks import TASKS
+from src.utils.checkpoints import StoredConfigMixin
 from src.utils.ema import EMA
-from src.utils.restoration_eval import RestorationEvalMixin
 
 
-class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
+class DiffUIRModule(StoredConfigMixin, RestorationEvalMixin, L.LightningModule):
     """Wraps a :class:`DiffUIRUNet` and a :class:`ResidualDiffusion`.
 
     Training: L1 residual loss at a uniform random time (Eq. 11), Adam; the trainer config adds the official
@@ -24,6 +26,9 @@ class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
     testing and :meth:`restore` use, as the official test script does. Validation/test log PSNR/SSIM on Y
     (BasicSR convention) of the input and the output, and an LQ | output | GT grid.
     """
+
+    # the official test script evaluates low-light sets (LOL) on histogram-equalised inputs, as DiffUIR trains on them
+    eval_hist_eq_tasks = ("low_light",)
 
     def __init__(
         self,
@@ -59,7 +64,6 @@ class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
             net.compile()
         self.inference_net: Callable | None = None  # an engine of src.diffuir.engines (use_engine), else eval_net
         self.task_names = list(task_names or TASKS)
-        self.model_config: dict | None = None  # the resolved Hydra model config, stored in checkpoints
         self._eval_records: list[dict] = []
         self._grid: list[torch.Tensor] | None = None
         self.test_rows: list[dict] = []
@@ -90,10 +94,11 @@ class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
         if self.ema is not None:
             self.ema.update(self.net)
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the model's config in the checkpoint so it can be rebuilt from the file alone."""
-        if self.model_config is not None:
-            checkpoint["uir_model_config"] = self.model_config
+    @property
+    def paper_method(self) -> str | None:
+        """The paper row this model's scores stand beside: Table 1's row of its network size (``DiffUIR-T(ours)``
+        …), None for a width the paper has not. Read by ``src.eval``."""
+        return diffuir_method_for(size_name(getattr(self.net, "dim", None), getattr(self.net, "dim_mults", ())))
 
     # ------------------------------------------------------------------ inference
     @property

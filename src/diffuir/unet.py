@@ -54,6 +54,7 @@ class DiffUIRUNet(nn.Module):
     ):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
+        self.dim, self.dim_mults = dim, tuple(dim_mults)  # the size (SIZES), as the paper names it
         self.pad_multiple = 2 ** len(dim_mults)
         dims = [dim, *(dim * m for m in dim_mults)]
         pairs = list(zip(dims[:-1], dims[1:]))

@@ -102,15 +102,10 @@ def paper_value(method: str, task: str, metric_key: str, paper: str | None = Non
     return found[0] if found else None
 
 
-# the model sizes of this suite's DiffUIR U-Net, as Table 1 names them
+# DiffUIR's released sizes (§4.2; src.diffuir.unet.SIZES), as Table 1 names them
 DIFFUIR_TABLE1_METHOD = {"T": "DiffUIR-T(ours)", "S": "DiffUIR-S(ours)", "B": "DiffUIR-B(ours)", "L": "DiffUIR-L(ours)"}
 
 
-def diffuir_method_for(dim: int, dim_mults) -> str | None:
-    """Table 1's row for a DiffUIR network of width ``dim`` and multipliers ``dim_mults`` (None: not a paper size)."""
-    from src.diffuir.unet import SIZES
-
-    for name, spec in SIZES.items():
-        if spec["dim"] == int(dim) and tuple(spec["dim_mults"]) == tuple(int(m) for m in dim_mults):
-            return DIFFUIR_TABLE1_METHOD[name]
-    return None
+def diffuir_method_for(size: str | None) -> str | None:
+    """Table 1's row for a DiffUIR size ``"T"`` / ``"S"`` / ``"B"`` / ``"L"`` (None: not a paper size)."""
+    return DIFFUIR_TABLE1_METHOD.get(size) if size is not None else None

@@ -23,34 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from src.metrics.registry import METRICS
+from src.reporting.tables import mean_per_task
 
 INPUT_COLUMNS = ("psnr_in", "ssim_in")  # fidelity of the degraded input itself (Y), a baseline for the row
 INPUT_LABELS = {"psnr_in": "PSNR input (Y)", "ssim_in": "SSIM input (Y)"}
 
 
-def _mean(values: list) -> float | None:
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return sum(values) / len(values) if values else None
-
-
 def aggregate(records: list[dict], metrics: list[str]) -> list[dict]:
-    """Mean of each metric per task (in first-seen order) and over all images (row ``all``).
-
-    Missing / ``None`` values are skipped; a mean over no value is ``None``. ``inf`` PSNRs (identical images)
-    make the mean ``inf``, as in BasicSR.
-    """
-    groups: dict[str, list[dict]] = {}
-    for r in records:
-        groups.setdefault(r["task"], []).append(r)
-    rows = []
-    for task, rs in [*groups.items(), ("all", records)]:
-        if not rs:
-            continue
-        row: dict = {"task": task, "n": len(rs)}
-        for key in (*INPUT_COLUMNS, *metrics):
-            row[key] = _mean([r.get(key) for r in rs])
-        rows.append(row)
-    return rows
+    """Mean of the input columns and of each metric per task and over all images (row ``all``):
+    :func:`~src.reporting.tables.mean_per_task`."""
+    return mean_per_task(records, (*INPUT_COLUMNS, *metrics))
 
 
 @dataclass

@@ -3,26 +3,42 @@
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
+import math
+from collections.abc import Sequence
 from pathlib import Path
 
 COLUMNS = ("task", "n", "psnr_in", "ssim_in", "psnr_out", "ssim_out")
 
 
-def per_task_table(records: list[dict]) -> list[dict]:
-    """Mean metrics per task plus an 'all' row; records hold task, psnr_in, ssim_in, psnr_out, ssim_out."""
-    groups: dict[str, list[dict]] = defaultdict(list)
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(values) / len(values) if values else None
+
+
+def mean_per_task(records: list[dict], keys: Sequence[str]) -> list[dict]:
+    """The mean of each of ``keys`` per task (in first-seen order) and over all records (row ``all``), with the
+    count ``n``: the one per-task aggregation of the suite (training's test tables, ``src.eval``'s sets).
+
+    Missing / ``None`` / NaN values are skipped; a mean over no value is ``None``. ``inf`` PSNRs (identical images)
+    make the mean ``inf``, as in BasicSR.
+    """
+    groups: dict[str, list[dict]] = {}
     for r in records:
-        groups[r["task"]].append(r)
+        groups.setdefault(r["task"], []).append(r)
     rows = []
     for task, rs in [*groups.items(), ("all", records)]:
         if not rs:
             continue
-        row = {"task": task, "n": len(rs)}
-        for key in COLUMNS[2:]:
-            row[key] = sum(r[key] for r in rs) / len(rs)
+        row: dict = {"task": task, "n": len(rs)}
+        for key in keys:
+            row[key] = _mean([r.get(key) for r in rs])
         rows.append(row)
     return rows
+
+
+def per_task_table(records: list[dict]) -> list[dict]:
+    """Mean metrics per task plus an 'all' row; records hold task, psnr_in, ssim_in, psnr_out, ssim_out."""
+    return mean_per_task(records, COLUMNS[2:])
 
 
 def to_markdown(rows: list[dict], title: str | None = None) -> str:

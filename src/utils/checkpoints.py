@@ -1,8 +1,11 @@
 """The one checkpoint loader of the suite: a checkpoint is data, never a program.
 
-Every entry point reads models through this module: ``src.restore --ckpt``, ``src.eval ckpt_path=``, the app,
-the Diff-Restorer pipeline builder, training resumption (``FaultTolerance``'s checkpoint reader) and
-``model.init_from_official`` (official files are read with :func:`read_checkpoint`). Two rules hold everywhere:
+Every load goes through this module: ``src.restore --ckpt``, ``src.eval ckpt_path=`` (official releases and older
+Lightning checkpoints too: ``run_config``), the app, the stages' ``from_checkpoint`` (:class:`StoredConfigMixin`,
+which also writes the config into every checkpoint under :data:`MODEL_CONFIG_KEY`), the Diff-Restorer pipeline
+builder, training resumption (``FaultTolerance``'s reader: :func:`check_resume_checkpoint`) and
+``model.init_from_official`` (official files are read with :func:`read_checkpoint`). A stored config is checked
+once per load, where it is built (:func:`build_from_config`). Two rules hold everywhere:
 
 1. **No pickled code.** Files are read with ``torch.load(weights_only=True)`` (tensors, numbers, strings, lists,
    dicts) or as safetensors; a file that needs anything else to unpickle (a ``__reduce__`` payload, a pickled
@@ -38,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
+MODEL_CONFIG_KEY = "uir_model_config"  # where a suite checkpoint keeps the config that rebuilds its model
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_CONFIG = "config.yaml"
 EXPORT_FORMAT_VERSION = 1
@@ -76,11 +80,13 @@ def _first_bytes(path: Path, n: int = 8) -> bytes:
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device | Callable | None = "cpu",
-                    what: str = "checkpoint") -> dict:
-    """``torch.load(path, weights_only=True)`` with one clear error per way a file can be wrong.
+                    what: str = "checkpoint", mmap: bool = False) -> dict:
+    """``torch.load(path, weights_only=True)`` with one clear error per way a file can be wrong: the suite's one
+    reader of ``.ckpt`` / ``.pt`` files.
 
     Missing → :class:`FileNotFoundError`; pickled code → :class:`UnsafeCheckpointError`; empty, truncated, not a
-    torch file, or not a dict → :class:`CheckpointError`. ``what`` names the file's role in the messages.
+    torch file, or not a dict → :class:`CheckpointError`. ``what`` names the file's role in the messages; ``mmap``
+    maps the tensors instead of reading them (to look at a few values of a large file).
     """
     path = Path(path)
     if not path.exists():
@@ -92,7 +98,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device | Callabl
     if size == 0:
         raise CheckpointError(f"{what} {path} is empty (0 bytes): an interrupted save or copy")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         text = str(e)
         found = re.search(r"(?:GLOBAL|[Uu]nsupported global:?) ([\w.]+)", text)
@@ -307,7 +313,9 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
 
 # ---------------------------------------------------------------------------------------------- building models
 def build_from_config(config: dict, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint"):
-    """Validate and instantiate a stored model config, load its weights, and return the model in eval mode."""
+    """Validate and instantiate a stored model config, load its weights, and return the model in eval mode.
+
+    The one place a stored config is checked (:func:`instantiate_model_config`): once per load, after any edit."""
     model = instantiate_model_config(config, f"model config of {source}")
     load_state_dict_checked(model, state_dict, source)
     model.model_config = config
@@ -315,27 +323,23 @@ def build_from_config(config: dict, state_dict: Mapping[str, torch.Tensor], sour
 
 
 def stored_config(ckpt: Mapping, path: str | Path) -> dict:
-    """``uir_model_config`` of a suite checkpoint dict, or an error saying what the file is instead."""
-    config = ckpt.get("uir_model_config")
+    """:data:`MODEL_CONFIG_KEY` of a suite checkpoint dict, or an error saying what the file is instead."""
+    config = ckpt.get(MODEL_CONFIG_KEY)
     if config is not None:
         return config
     keys = sorted(map(str, ckpt))[:8]
     if "ema" in ckpt or "model" in ckpt:
-        raise KeyError(f"{path} has no 'uir_model_config': it looks like an official DiffUIR release (keys {keys}); "
+        raise KeyError(f"{path} has no '{MODEL_CONFIG_KEY}': it looks like an official DiffUIR release (keys {keys}); "
                        "evaluate it with `python -m src.eval experiment=diffuir_<size> ckpt_path=...` or train from it "
                        "with model.init_from_official=...")
-    raise KeyError(f"{path} has no 'uir_model_config': it was not written by this suite's src.train (keys {keys})")
+    raise KeyError(f"{path} has no '{MODEL_CONFIG_KEY}': it was not written by this suite's src.train (keys {keys})")
 
 
-def read_suite_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
-    """(validated model config, state dict) of a suite ``.ckpt``, read weights-only."""
-    ckpt = read_checkpoint(path, map_location)
-    config = stored_config(ckpt, path)
-    validate_model_config(config, f"model config of {path}")
+def _state_dict_of(ckpt: Mapping, path: str | Path) -> dict:
     state = ckpt.get("state_dict")
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path} has no 'state_dict' mapping of tensors (found {type(state).__name__})")
-    return config, dict(state)
+    return dict(state)
 
 
 def is_export(path: str | Path) -> bool:
@@ -345,7 +349,8 @@ def is_export(path: str | Path) -> bool:
 
 
 def read_export(path: str | Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
-    """(export info from config.yaml, validated model config, weights) of an export folder; no pickle involved."""
+    """(export info from config.yaml, model config, weights) of an export folder; no pickle involved. The config is
+    checked when it is built (:func:`build_from_config`)."""
     import yaml
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -366,7 +371,6 @@ def read_export(path: str | Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
     if not isinstance(info, dict) or not isinstance(info.get("model_config"), dict):
         raise CheckpointError(f"{config_file} has no 'model_config' mapping (not written by src.export)")
     config = info["model_config"]
-    validate_model_config(config, f"model_config of {config_file}")
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
@@ -374,11 +378,38 @@ def read_export(path: str | Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
     return info, config, state
 
 
-def load_restoration_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+def _build_from_run_config(ckpt: Mapping, run_config: Mapping, path: Path, run_name: str):
+    """A checkpoint without a stored config, built from the run's own model config: an older suite / Lightning
+    checkpoint (its state dict loaded strictly) or an official DiffUIR release (``init_from_official``)."""
+    from hydra.utils import instantiate
+
+    if "state_dict" in ckpt:
+        model = instantiate(dict(run_config))
+        try:
+            load_state_dict_checked(model, ckpt["state_dict"], str(path), asked=f"the config ({run_name}) asks for")
+        except CheckpointMismatchError as e:
+            raise CheckpointMismatchError(
+                f"{e}\npass the experiment the checkpoint was trained with, e.g. experiment=diffuir_t_demo for "
+                "`make demo`'s checkpoint") from None
+    elif "ema" in ckpt or "model" in ckpt:
+        model = instantiate(dict(run_config), init_from_official=str(path))
+    else:
+        raise CheckpointError(f"{path}: neither a suite/Lightning checkpoint ('state_dict') nor an official DiffUIR "
+                              f"release ('model' / 'ema'); its keys: {sorted(map(str, ckpt))[:10]}")
+    model.model_config = dict(run_config)
+    return model.eval()
+
+
+def load_restoration_model(path: str | Path, map_location: str | torch.device = "cpu",
+                           edit: Callable[[dict], None] | None = None, run_config: Mapping | None = None,
+                           run_name: str = "the run's config") -> nn.Module:
     """The model saved in ``path``, in eval mode, with its ``model_config``: the loader every entry point uses.
 
     ``path``: a suite ``.ckpt`` (``src.train``'s, or a Diff-Restorer pipeline checkpoint), or an export folder of
-    ``src.export`` (or the ``model.safetensors`` in one). Errors: :class:`FileNotFoundError` (missing),
+    ``src.export`` (or the ``model.safetensors`` in one). ``edit(config)`` may change the stored config before it
+    is checked and built (e.g. another machine's path to frozen weight files: ``from_checkpoint``).
+    ``run_config`` (``src.eval``'s ``cfg.model``, named ``run_name`` in messages) builds files that carry no config:
+    older Lightning checkpoints and official DiffUIR releases. Errors: :class:`FileNotFoundError` (missing),
     :class:`KeyError` (not a suite checkpoint), :class:`UnsafeCheckpointError` (pickled code or a foreign
     ``_target_``: nothing was run), :class:`CheckpointMismatchError` (weights that do not fit their config),
     :class:`CheckpointError` (empty, truncated, not a torch file, not a dict).
@@ -387,17 +418,73 @@ def load_restoration_model(path: str | Path, map_location: str | torch.device = 
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path} (train one with `python -m src.train ...`; "
                                 "checkpoints are written to <run dir>/checkpoints/last.ckpt)")
+    info = None
     if is_export(path):
         info, config, state = read_export(path)
-        model = build_from_config(config, state, source=str(path))
-        model.export_info = info
     else:
-        config, state = read_suite_checkpoint(path, map_location)
-        model = build_from_config(config, state, source=str(path))
+        ckpt = read_checkpoint(path, map_location)
+        if MODEL_CONFIG_KEY not in ckpt and run_config is not None:
+            model = _build_from_run_config(ckpt, run_config, path, run_name)
+            return model.to(map_location) if map_location is not None else model
+        config, state = stored_config(ckpt, path), _state_dict_of(ckpt, path)
+    if edit is not None:
+        edit(config)
+    model = build_from_config(config, state, source=str(path))
+    if info is not None:
+        model.export_info = info
     return model.to(map_location) if map_location is not None else model
 
 
 load_model_from_checkpoint = load_restoration_model  # the earlier name; same function
+
+
+class StoredConfigMixin:
+    """Keeps a model's resolved config in its checkpoints (under :data:`MODEL_CONFIG_KEY`), so that the model can be
+    rebuilt from the file alone, and rebuilds it (:meth:`from_checkpoint`). Mixed into every LightningModule of the
+    suite; ``model_config`` is set by whoever builds the model (:func:`src.utils.instantiate.build`, the loaders)."""
+
+    model_config: dict | None = None
+
+    def stored_config(self) -> dict | None:
+        """The config written into checkpoints (the model's own by default)."""
+        return self.model_config
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        config = self.stored_config()
+        if config is not None:
+            checkpoint[MODEL_CONFIG_KEY] = config
+
+    @classmethod
+    def edit_stored_config(cls, config: dict, **overrides) -> None:
+        """Apply :meth:`from_checkpoint`'s ``overrides`` to a stored config before it is checked and built; a model
+        with options (e.g. other local paths of its frozen weight files) overrides this."""
+        if overrides:
+            raise TypeError(f"{cls.__name__}.from_checkpoint takes no {', '.join(sorted(overrides))}")
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu", **overrides):
+        """The model of ``path`` (through :func:`load_restoration_model`, the stored config edited by
+        :meth:`edit_stored_config`), refused unless it is a ``cls``."""
+        model = load_restoration_model(path, map_location, edit=lambda config: cls.edit_stored_config(config,
+                                                                                                      **overrides))
+        if not isinstance(model, cls):
+            raise CheckpointError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+
+def check_resume_checkpoint(checkpoint: Mapping, source: str, module: nn.Module | None = None) -> Mapping:
+    """A checkpoint to resume training from (read by the caller): its stored model config is checked against the
+    allowlist (it is not built: the run's config builds the model) and, when the module being trained is given, its
+    weights must fit that module (a checkpoint of another size is described in one sentence)."""
+    if checkpoint.get(MODEL_CONFIG_KEY) is not None:
+        validate_model_config(checkpoint[MODEL_CONFIG_KEY], f"model config of {source}")
+    if module is not None and "state_dict" in checkpoint:
+        message = mismatch_message(module.state_dict(), checkpoint["state_dict"], f"checkpoint {source}",
+                                   asked="the run's config (experiment / model overrides) asks for")
+        if message and getattr(module, "strict_loading", True):
+            raise CheckpointMismatchError(message + "\nresume with the experiment and overrides the checkpoint was "
+                                          "trained with")
+    return checkpoint
 
 
 def parameter_count(model: nn.Module) -> int:

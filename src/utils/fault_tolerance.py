@@ -57,7 +57,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
 from src.utils.atomic import atomic_open, describe_cleanup, remove_stale_temporaries
-from src.utils.checkpoints import CheckpointMismatchError, mismatch_message, read_checkpoint, validate_model_config
+from src.utils.checkpoints import check_resume_checkpoint, read_checkpoint
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
@@ -85,19 +85,12 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
         text = str(path)
-        if "://" in text and not text.startswith("file://"):
-            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
-        path = text.removeprefix("file://")
-        checkpoint = read_checkpoint(path, map_location=map_location or "cpu", what="checkpoint to resume from")
-        if checkpoint.get("uir_model_config") is not None:
-            validate_model_config(checkpoint["uir_model_config"], f"model config of {path}")
-        if self.module is not None and "state_dict" in checkpoint:
-            message = mismatch_message(self.module.state_dict(), checkpoint["state_dict"], f"checkpoint {path}",
-                                       asked="the run's config (experiment / model overrides) asks for")
-            if message and getattr(self.module, "strict_loading", True):
-                raise CheckpointMismatchError(message + "\nresume with the experiment and overrides the checkpoint "
-                                              "was trained with")
-        return checkpoint
+        if "://" in text and not text.startswith("file://"):  # fsspec URLs: Lightning's reader, weights-only
+            checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        else:
+            text = text.removeprefix("file://")
+            checkpoint = read_checkpoint(text, map_location=map_location or "cpu", what="checkpoint to resume from")
+        return check_resume_checkpoint(checkpoint, text, self.module)
 
 
 class AtomicCheckpointIO(SafeCheckpointIO):
@@ -465,6 +458,6 @@ def _last_checkpoint(trainer: L.Trainer) -> str | None:
 
 def _checkpoint_step(path: str) -> int | None:
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+        return int(read_checkpoint(path, mmap=True)["global_step"])
     except Exception:
         return None

@@ -21,7 +21,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -117,25 +116,6 @@ def tiled_apply(
             progress(len(chunk))
     assert out is not None
     return out
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad the last two dims right/bottom to a multiple of ``multiple`` and at least ``min_size``.
-
-    Reflect padding where the image is large enough, replicate otherwise (tiny images). Returns the padded
-    tensor and the original (H, W), to crop back with ``y[..., :H, :W]``.
-    """
-    h, w = x.shape[-2:]
-    multiple = max(1, int(multiple))
-    th = max(math.ceil(h / multiple) * multiple, math.ceil(min_size / multiple) * multiple)
-    tw = max(math.ceil(w / multiple) * multiple, math.ceil(min_size / multiple) * multiple)
-    ph, pw = th - h, tw - w
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    squeeze = x.ndim == 3
-    y = F.pad(x[None] if squeeze else x, (0, pw, 0, ph), mode=mode)
-    return (y[0] if squeeze else y), (h, w)
 
 
 def mix_seed(*values: int) -> int:

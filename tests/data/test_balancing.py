@@ -24,9 +24,9 @@ from src.data.balancing import (
     weights_vector,
 )
 from src.data.datasets import hist_equalize
-from src.data.degradations import TASKS
 from src.data.manifest_datamodule import DiffRestorerDataModule, DiffUIRDataModule
 from src.data.manifests import Row, write_manifest
+from src.tasks import TASKS
 
 W = weights_vector({"haze": 0.4, "low_light": 0.1, "rain": 0.2, "snow": 0.2, "blur": 0.1})
 POOLS = [np.arange(0), np.arange(0, 7), np.arange(7, 300), np.arange(300, 340), np.arange(0),

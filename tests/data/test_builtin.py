@@ -10,7 +10,7 @@ from src.data.builtin import (
     load_builtin_image,
 )
 from src.data.datamodule import BuiltinDataModule
-from src.data.degradations import TASKS
+from src.tasks import TASKS
 
 
 def test_builtin_images_load_as_rgb_float_and_split_is_disjoint():

@@ -10,8 +10,9 @@ from PIL import Image
 from scipy import ndimage
 
 from src.data import degradations as deg
+from src.tasks import TASKS
 
-RANDOM_TASKS = tuple(t for t in deg.TASKS if t != "jpeg")  # jpeg is deterministic
+RANDOM_TASKS = tuple(t for t in TASKS if t != "jpeg")  # jpeg is deterministic
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -267,7 +268,7 @@ def test_raindrop_is_local(image: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------------------- dispatch
-@pytest.mark.parametrize("task", deg.TASKS)
+@pytest.mark.parametrize("task", TASKS)
 def test_degrade_dispatch(image: np.ndarray, task: str) -> None:
     before = image.copy()
     out = deg.degrade(image, task, _rng(7))
@@ -285,7 +286,7 @@ def test_degrade_different_seeds_differ(image: np.ndarray, task: str) -> None:
     assert not np.array_equal(deg.degrade(image, task, _rng(1)), deg.degrade(image, task, _rng(2)))
 
 
-@pytest.mark.parametrize("task", deg.TASKS)
+@pytest.mark.parametrize("task", TASKS)
 def test_degrade_with_explicit_params(image: np.ndarray, task: str) -> None:
     params = deg.random_params(task, _rng(11))
     out = deg.degrade(image, task, _rng(3), **params)
@@ -310,7 +311,7 @@ def test_direct_functions_do_not_modify_input(image: np.ndarray) -> None:
         lambda: deg.blur(image, deg.defocus_kernel(2)), lambda: deg.low_light(image, 2, 0.3, _rng()),
         lambda: deg.haze(image, 1, 0.9, rng=_rng()), lambda: deg.rain(image, _rng()),
         lambda: deg.snow(image, _rng()), lambda: deg.raindrop(image, _rng()),
-        lambda: deg.compose(image, list(deg.TASKS), _rng()),
+        lambda: deg.compose(image, list(TASKS), _rng()),
     ]
     for call in calls:
         out = call()
@@ -323,7 +324,7 @@ def test_unknown_task_error(image: np.ndarray) -> None:
         deg.degrade(image, "fog", _rng())
     message = str(err.value)
     assert "'fog'" in message
-    assert all(task in message for task in deg.TASKS)
+    assert all(task in message for task in TASKS)
     with pytest.raises(ValueError, match="fog"):
         deg.random_params("fog", _rng())
     with pytest.raises(ValueError, match="blur kind"):
@@ -351,7 +352,7 @@ def test_random_params_ranges() -> None:
             assert p["kind"] == "defocus" and 1 <= p["radius"] <= 4
     kinds = {deg.random_params("blur", rng)["kind"] for _ in range(50)}
     assert kinds == {"motion", "defocus"}
-    for task in deg.TASKS:  # plain Python values (loggable / serialisable)
+    for task in TASKS:  # plain Python values (loggable / serialisable)
         assert all(isinstance(v, (int, float, str)) for v in deg.random_params(task, rng).values())
 
 

@@ -20,7 +20,6 @@ from PIL import Image
 
 from src.data import image_io
 from src.data.datasets import SKIPPED_KEY, DiffRestorerTrainDataset, DiffUIRTrainDataset
-from src.data.degradations import TASKS
 from src.data.manifest_datamodule import DiffUIRDataModule, SkipReportingLoader
 from src.data.manifests import (
     ManifestError,
@@ -31,6 +30,7 @@ from src.data.manifests import (
     validate_manifest,
     write_manifest,
 )
+from src.tasks import TASKS
 from src.utils import images
 
 ROOT = Path(__file__).resolve().parents[2]

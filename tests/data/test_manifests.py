@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.data.degradations import TASKS
 from src.data.manifests import (
     MANIFEST_COLUMNS,
     Row,
@@ -24,6 +23,7 @@ from src.data.manifests import (
     validate_manifest,
     write_manifest,
 )
+from src.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[2]
 

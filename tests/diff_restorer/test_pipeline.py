@@ -66,10 +66,10 @@ def test_pipeline_checkpoint_for_src_restore_and_src_eval(ckpts, pipe, tmp_path)
     assert isinstance(loaded, DiffRestorerPipeline)
     assert torch.equal(loaded.restore(lq, steps=3, generator=_g(2)), pipe.restore(lq, steps=3, generator=_g(2)))
 
-    from src.eval import load_restorer
+    from src.evaluation.evaluator import load_model
 
     cfg = OmegaConf.create({"model": {"_target_": "unused"}, "task_name": "t"})
-    assert isinstance(load_restorer(cfg, link), DiffRestorerPipeline)
+    assert isinstance(load_model(cfg, link), DiffRestorerPipeline)
 
     from src.restore import main as restore_main
 

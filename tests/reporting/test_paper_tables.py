@@ -46,9 +46,8 @@ def test_lookups_return_the_printed_numbers():
 
 
 def test_suite_sizes_map_to_table1_rows():
-    assert diffuir_method_for(32, [1, 1, 1, 1]) == "DiffUIR-T(ours)"
-    assert diffuir_method_for(64, (1, 2, 4, 8)) == "DiffUIR-L(ours)"
-    assert diffuir_method_for(8, (1, 1, 1, 1)) is None
+    assert diffuir_method_for("T") == "DiffUIR-T(ours)" and diffuir_method_for("L") == "DiffUIR-L(ours)"
+    assert diffuir_method_for(None) is None and diffuir_method_for("XL") is None
 
 
 def _fmt(values):

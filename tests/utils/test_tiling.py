@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from src.utils.tiling import (
     BlockNoise,
     axis_weights,
-    pad_to_multiple,
     raised_cosine_ramp,
     tile_boxes,
     tile_starts,
@@ -91,18 +90,6 @@ def test_block_noise_windows_are_consistent_and_standard_normal():
     assert not torch.equal(BlockNoise(seed=4, channels=2, block=8).crop(0, 0, 40, 50), full)
     big = BlockNoise(seed=0).crop(0, 0, 256, 256)
     assert abs(big.mean().item()) < 0.02 and abs(big.std().item() - 1) < 0.02
-
-
-def test_pad_to_multiple_reflects_or_replicates_and_crops_back():
-    x = torch.rand(3, 37, 53)
-    y, (h, w) = pad_to_multiple(x, 16)
-    assert y.shape == (3, 48, 64) and (h, w) == (37, 53) and torch.equal(y[:, :h, :w], x)
-    assert torch.equal(y[:, 37, :53], x[:, 35])  # reflect: row 37 mirrors row 35
-    tiny = torch.rand(1, 3, 2, 5)
-    z, (h, w) = pad_to_multiple(tiny, 16)
-    assert z.shape == (1, 3, 16, 16) and torch.equal(z[..., :2, :5], tiny)  # too small to reflect: replicate
-    same, _ = pad_to_multiple(torch.rand(3, 32, 16), 16)
-    assert same.shape == (3, 32, 16)
 
 
 def test_invalid_arguments_are_clear_errors():

@@ -3,7 +3,7 @@
 A module mixing this in provides ``restore(lq) -> out`` (B×3×H×W in [0, 1]) and a ``grid_samples``
 hyper-parameter. Each evaluated image adds a record (its task, or its test set's name when the batch carries
 ``source``) with PSNR/SSIM on Y (BasicSR convention) of the input and of the output. A batch's ``task`` label is an
-index into :data:`src.data.degradations.TASKS` in every DataModule of the suite, whichever tasks a run trains and in
+index into :data:`src.tasks.TASKS` in every DataModule of the suite, whichever tasks a run trains and in
 whatever order, so the name never depends on the model's or the data's task list. Images of
 no-reference sets (``has_gt`` false) are restored and shown but not scored. Epoch ends log the per-task means and
 an LQ | output | GT grid to TensorBoard.
@@ -15,24 +15,18 @@ from pathlib import Path
 
 import torch
 
-from src.data.degradations import TASKS
 from src.metrics.fidelity import batch_psnr_ssim
 from src.reporting.grids import comparison_grid, save_comparison_grid
 from src.reporting.tables import per_task_table, to_markdown, write_csv
+from src.tasks import task_name
 from src.utils.distributed import gather_objects
-
-
-def task_name(label) -> str:
-    """The task of a batch's ``task`` label (its index in ``TASKS``); a clear error for anything else."""
-    index = int(label)
-    if not 0 <= index < len(TASKS):
-        raise ValueError(f"batch task label {index} is not an index into src.data.degradations.TASKS "
-                         f"({len(TASKS)} tasks: {list(TASKS)})")
-    return TASKS[index]
 
 
 class RestorationEvalMixin:
     """validation_step / test_step and their epoch hooks, shared by DiffUIR and Diff-Restorer."""
+
+    # tasks whose benchmark inputs src.eval histogram-equalises for this model (``hist_eq_tasks=auto``)
+    eval_hist_eq_tasks: tuple[str, ...] = ()
 
     _eval_records: list[dict]
     _grid: list[torch.Tensor] | None
