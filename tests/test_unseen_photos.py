@@ -88,3 +88,25 @@ def test_bad_flags_are_usage_errors(tmp_path):
     with pytest.raises(SystemExit) as e:
         unseen_photos.main(["--ckpt", str(tmp_path), "--sigmas", "0"])
     assert e.value.code == 2
+
+
+def test_readme_figure_shows_input_baseline_restored_and_original(two_task_ckpt, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from benchmarks import readme_figure
+
+    monkeypatch.setitem(sys.modules, "bm3d", None)  # NLM is the noise baseline here (BM3D: tests/test_baselines.py)
+    out = tmp_path / "fig.jpg"
+    r = readme_figure.make_figure(two_task_ckpt, out, "flower", sigma=25.0, size=32)
+    gt = unseen_photos.load_photo("flower", 32)
+    variant = unseen_photos.SIGMAS.index(25.0)  # the table's "noise σ25" row of that photo
+    lq = degrade(gt, "noise", np.random.default_rng([0, list(unseen_photos.PHOTOS).index("flower"),
+                                                     TASKS.index("noise"), variant]), sigma=25.0)
+    assert r["psnr_in"] == pytest.approx(psnr(lq, gt), abs=1e-6)
+    assert r["psnr_base"] == pytest.approx(psnr(nlm_denoise(lq, 25.0), gt), abs=1e-6)
+    assert r["baseline"].startswith("NLM (σ known=25")
+    width, height = Image.open(out).size
+    assert width > 4 * 128 and height > 128  # four labelled tiles (enlarged to at least 128 px)
+    with pytest.raises(SystemExit) as e:
+        readme_figure.main(["--photo", "moon"])
+    assert e.value.code == 2
