@@ -88,6 +88,9 @@ def test_bad_flags_are_usage_errors(tmp_path):
     with pytest.raises(SystemExit) as e:
         unseen_photos.main(["--ckpt", str(tmp_path), "--sigmas", "0"])
     assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        unseen_photos.main(["--ckpt", str(tmp_path), "--photos", "astronaut"])
+    assert e.value.code == 2
 
 
 def test_readme_figure_shows_input_baseline_restored_and_original(two_task_ckpt, tmp_path, monkeypatch):
