@@ -13,6 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 FLOORS: list[tuple[str, set[str]]] = [
     ("foundation", {"src.tasks", "src.utils"}),
     ("data and metrics", {"src.data", "src.metrics"}),
+    ("baselines", {"src.baselines"}),
     ("reporting", {"src.reporting"}),
     ("evaluation", {"src.evaluation"}),
     ("methods", {"src.diffuir", "src.diff_restorer"}),

@@ -34,9 +34,11 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from src.baselines import baseline_scores
 from src.metrics.fidelity import to_uint8
 from src.metrics.perceptual import MetricUnavailable, check_weights, fid_between_folders
 from src.metrics.registry import METRICS, MetricSuite
+from src.reporting.baseline_columns import add_baseline_columns, baseline_notes
 from src.reporting.grids import comparison_grid, save_comparison_grid
 from src.reporting.paper_tables import paper_values
 from src.reporting.report import (
@@ -202,12 +204,13 @@ class Evaluator(L.LightningModule):
 
     def __init__(self, restorer: L.LightningModule, sets: list[TestSet], metrics: list[str], weights_dir: str | Path,
                  out_dir: str | Path, metric_device: str | None = None, save_images: bool = True,
-                 save_references: bool = False, grid_images: int = 4):
+                 save_references: bool = False, grid_images: int = 4, baselines: bool = True):
         super().__init__()
         self.restorer = restorer
         self.sets, self.metric_names, self.weights_dir = sets, list(metrics), Path(weights_dir)
         self.out_dir, self.metric_device = Path(out_dir), metric_device
         self.save_images, self.save_references, self.grid_images = save_images, save_references, grid_images
+        self.baselines = baselines  # score the best classical baseline per image (src.baselines) beside the model
         self.suite: MetricSuite | None = None
         self.records: list[dict] = []
         self.grids: dict[tuple[str, str], list[tuple]] = {}
@@ -229,7 +232,8 @@ class Evaluator(L.LightningModule):
             index = int(batch["index"][i])
             task = test_set.tasks[index]
             name = _safe(names[i] if names is not None else f"{index:06d}")
-            self.records.append({"set": test_set.name, "index": index, "name": name, "task": task, **score})
+            self.records.append({"set": test_set.name, "index": index, "name": name, "task": task, **score,
+                                 **(baseline_scores(task, lq[i], gt[i]) if self.baselines and gt is not None else {})})
             if self.save_images:
                 self._save(out[i], self.out_dir / test_set.name / "restored" / task / f"{name}.png")
                 if self.save_references and gt is not None:
@@ -333,7 +337,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
     evaluator = Evaluator(restorer, sets, metrics, cfg.metric_weights_dir, out_dir, cfg.get("metric_device"),
                           save_images=bool(cfg.save_images) or fid_wanted, save_references=fid_wanted,
-                          grid_images=int(cfg.grid_images))
+                          grid_images=int(cfg.grid_images), baselines=bool(cfg.get("baselines", True)))
     trainer = instantiate(cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")),
                           logger=instantiate_dict(cfg.get("logger")) or False)
     # DDP pads the last batches with repeated samples; Evaluator drops the repeats, so Lightning's warning is moot
@@ -349,8 +353,8 @@ def evaluate(cfg: DictConfig) -> dict:
     device = cfg.get("metric_device") or evaluator.device
     for test_set in sets:
         records = [r for r in evaluator.records if r["set"] == test_set.name]
-        rows = aggregate(records, per_image)
-        notes = [test_set.note] if test_set.note else []
+        rows = add_baseline_columns(aggregate(records, per_image), records, model_key="psnr")
+        notes = ([test_set.note] if test_set.note else []) + baseline_notes(rows)
         if fid_wanted:
             _fid(test_set, rows, out_dir, cfg, device)
         res = SetResult(test_set.name, rows, metrics, notes=notes, title=test_set.title or test_set.name)

@@ -5,7 +5,9 @@ hyper-parameter. Each evaluated image adds a record (its task, or its test set's
 ``source``) with PSNR/SSIM on Y (BasicSR convention) of the input and of the output. A batch's ``task`` label is an
 index into :data:`src.tasks.TASKS` in every DataModule of the suite, whichever tasks a run trains and in
 whatever order, so the name never depends on the model's or the data's task list. Images of
-no-reference sets (``has_gt`` false) are restored and shown but not scored. Epoch ends log the per-task means and
+no-reference sets (``has_gt`` false) are restored and shown but not scored. Test records also carry the best
+classical baseline of the image's task (:func:`src.baselines.baseline_scores`), a column of the test table.
+Epoch ends log the per-task means and
 an LQ | output | GT grid to TensorBoard.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from src.baselines import baseline_scores
 from src.metrics.fidelity import batch_psnr_ssim
 from src.reporting.grids import comparison_grid, save_comparison_grid
 from src.reporting.tables import per_task_table, to_markdown, write_csv
@@ -43,7 +46,9 @@ class RestorationEvalMixin:
                 continue  # no reference: PSNR/SSIM are undefined (no-reference metrics live in src.eval)
             group = batch["source"][i] if "source" in batch else task_name(batch["task"][i])
             self._eval_records.append({"task": group, "psnr_in": psnr_in[i], "ssim_in": ssim_in[i],
-                                       "psnr_out": psnr_out[i], "ssim_out": ssim_out[i]})
+                                       "psnr_out": psnr_out[i], "ssim_out": ssim_out[i],
+                                       **(baseline_scores(task_name(batch["task"][i]), lq[i], gt[i])
+                                          if stage == "test" else {})})
         n = self.hparams.grid_samples
         if self._grid is None or self._grid[0].shape[0] < n:
             take = [t[:n].detach().cpu() for t in (lq, out, gt)]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from src.metrics.registry import METRICS
+from src.reporting.baseline_columns import BASELINE_KEYS, baseline_cell, baseline_columns
 from src.reporting.tables import mean_per_task
 
 INPUT_COLUMNS = ("psnr_in", "ssim_in")  # fidelity of the degraded input itself (Y), a baseline for the row
@@ -88,6 +89,7 @@ def table_columns(result: SetResult, unavailable: dict | None = None) -> list[tu
     cols = [("task", "task"), ("n", "n")]
     if any(r.get("psnr_in") is not None for r in result.rows):
         cols += [(k, INPUT_LABELS[k]) for k in INPUT_COLUMNS]
+    cols += baseline_columns(result.rows)  # the best classical baseline (src.reporting.baseline_columns)
     for m in computed_metrics(result, unavailable or {}):
         cols.append((m, f"{METRICS[m].label} {METRICS[m].arrow}"))
         if m in result.paper_metrics:
@@ -98,6 +100,8 @@ def table_columns(result: SetResult, unavailable: dict | None = None) -> list[tu
 
 
 def _cell(key: str, row: dict) -> str:
+    if key in BASELINE_KEYS:
+        return baseline_cell(key, row)
     if key in ("task", "n", "paper_source"):
         return str(row.get(key, ""))
     if key.startswith("paper_"):
