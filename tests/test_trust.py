@@ -1,0 +1,264 @@
+"""Trust under attack (issue 23): crafted model files are bounded in time and memory, never reach the network, and
+never load as silent garbage. Every file here is made by the test itself.
+
+Cases: YAML and pickle alias bombs, self-references, deep nesting; pipeline checkpoints naming themselves or a
+chain of two; hub ids and URLs in constructor arguments (``CLIPImageEncoder(model_name="hf-hub:...")``, a URL as
+``weights``), a device as a weights file; a config asking for a model far larger than its weights; compressed zip
+records; an unused huge tensor; I64 / I32 weights; NaN weights; a stale ``init_from_official``; ``_partial_``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from src.utils.checkpoints import (
+    EXPORT_CONFIG,
+    EXPORT_WEIGHTS,
+    MAX_CONFIG_NODES,
+    CheckpointMismatchError,
+    CheckpointReferenceError,
+    ConfigBombError,
+    DamagedWeightsError,
+    UnsafeCheckpointError,
+    hub_offline,
+    load_restoration_model,
+    read_checkpoint,
+    validate_model_config,
+)
+from tests.test_checkpoint_safety import tiny_config, tiny_state
+
+PIPELINE = "src.diff_restorer.pipeline.DiffRestorerPipeline.from_checkpoints"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    config = tiny_config()
+    return config, tiny_state(config)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Hub variables unset and every socket connection recorded and refused: the list of attempted addresses."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "DIFFUSERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    attempts = []
+
+    def guard(self, address, *args):
+        attempts.append(address)
+        raise OSError(f"test socket guard: connection to {address} refused")
+
+    monkeypatch.setattr(socket.socket, "connect", guard)
+    monkeypatch.setattr(socket.socket, "connect_ex", guard)
+    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: guard(None, address))
+    return attempts
+
+
+def write_export(folder: Path, config_text: str, state: dict) -> Path:
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    save_file(state, str(folder / EXPORT_WEIGHTS))
+    (folder / EXPORT_CONFIG).write_text(config_text)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------- bounded configs
+def test_yaml_alias_bomb_is_refused_in_seconds(tmp_path, tiny):
+    config, state = tiny
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 10)]
+    body = yaml.safe_dump({"model_config": config}, sort_keys=False)
+    text = "\n".join(lines) + "\n" + body.replace("task_names: null", "task_names: *l9")
+    assert "*l9" in text and len(text) < 4000
+    folder = write_export(tmp_path / "bomb", text, {k: v.contiguous() for k, v in state.items()})
+    start = time.perf_counter()
+    with pytest.raises(ConfigBombError, match=f"more than {MAX_CONFIG_NODES:,} nodes"):
+        load_restoration_model(folder)
+    assert time.perf_counter() - start < 20
+
+
+def test_yaml_self_reference_is_refused_by_name(tmp_path, tiny):
+    config, state = tiny
+    body = yaml.safe_dump({"model_config": config}, sort_keys=False)
+    text = body.replace("task_names: null", "task_names: &me [1, *me]")
+    folder = write_export(tmp_path / "self", text, {k: v.contiguous() for k, v in state.items()})
+    with pytest.raises(ConfigBombError, match="contains itself"):
+        load_restoration_model(folder)
+
+
+def test_pickled_shared_reference_bomb_and_deep_nesting_are_refused(tmp_path, tiny):
+    config, state = tiny
+    laughs: list = ["lol"]
+    for _ in range(25):  # 2**25 leaves once expanded; a few hundred bytes pickled (memo references)
+        laughs = [laughs, laughs]
+    deep: list = []
+    for _ in range(200):
+        deep = [deep]
+    base = tmp_path / "base.ckpt"
+    torch.save({"state_dict": state, "uir_model_config": config}, base)
+    for name, value, message in (("laughs", laughs, "more than"), ("deep", deep, "deeper than")):
+        path = tmp_path / f"{name}.ckpt"
+        torch.save({"state_dict": state, "uir_model_config": {**config, "task_names": value}}, path)
+        assert path.stat().st_size < base.stat().st_size + 20_000  # the bomb adds a few KB
+        start = time.perf_counter()
+        with pytest.raises(ConfigBombError, match=message):
+            load_restoration_model(path)
+        assert time.perf_counter() - start < 20
+
+
+def test_export_config_over_the_size_limit_is_refused_unread(tmp_path, tiny):
+    config, state = tiny
+    text = yaml.safe_dump({"model_config": config}) + "# " + "x" * (1 << 20) + "\n"
+    folder = write_export(tmp_path / "big", text, {k: v.contiguous() for k, v in state.items()})
+    with pytest.raises(UnsafeCheckpointError, match="more than the"):
+        load_restoration_model(folder)
+
+
+def test_root_partial_is_refused(tiny):
+    with pytest.raises(UnsafeCheckpointError, match="_partial_.*must be built"):
+        validate_model_config({**tiny[0], "_partial_": True})
+
+
+# ---------------------------------------------------------------------------------------------- references
+def test_pipeline_checkpoint_naming_itself_is_refused_without_growing(tmp_path):
+    path = tmp_path / "loop.ckpt"
+    torch.save({"uir_model_config": {"_target_": PIPELINE, "stage1_ckpt": str(path)}, "state_dict": {}}, path)
+    size = path.stat().st_size
+    with pytest.raises(CheckpointReferenceError, match="may not refer to itself") as info:
+        load_restoration_model(path)
+    assert len(str(info.value)) < 400 and path.stat().st_size == size
+    link = tmp_path / "link.ckpt"  # the same file under another name is the same file
+    link.symlink_to(path)
+    torch.save({"uir_model_config": {"_target_": PIPELINE, "stage1_ckpt": str(link)}, "state_dict": {}}, path)
+    with pytest.raises(CheckpointReferenceError, match="may not refer to itself"):
+        load_restoration_model(path)
+
+
+def test_checkpoint_references_nest_one_level_only(tmp_path):
+    a, b, c = (tmp_path / f"{n}.ckpt" for n in "abc")
+    for outer, inner in ((a, b), (b, c), (c, a)):
+        torch.save({"uir_model_config": {"_target_": PIPELINE, "stage1_ckpt": str(inner)}, "state_dict": {}}, outer)
+    with pytest.raises(CheckpointReferenceError, match="one level deep only"):
+        load_restoration_model(a)
+
+
+def test_stored_init_from_official_is_not_followed(tmp_path, tiny):
+    """The state dict replaces what init_from_official would load: a stale path (or the file itself) is not read."""
+    config, state = tiny
+    for name, ref in (("gone", str(tmp_path / "gone.pt")), ("itself", str(tmp_path / "itself.ckpt"))):
+        path = tmp_path / f"{name}.ckpt"
+        torch.save({"state_dict": state, "uir_model_config": {**config, "init_from_official": ref}}, path)
+        model = load_restoration_model(path)
+        assert model.model_config["init_from_official"] == ref
+        assert torch.equal(model.state_dict()["net.stem.weight"], state["net.stem.weight"])
+
+
+# ---------------------------------------------------------------------------------------------- network
+def test_hub_ids_and_urls_in_arguments_are_refused_without_a_connection(tmp_path, tiny, no_network):
+    config, state = tiny
+    weights = tmp_path / "clip.bin"
+    weights.write_bytes(b"0")
+    clip = {"_target_": "src.diff_restorer.clip_encoder.CLIPImageEncoder", "weights": str(weights)}
+    cases = {
+        "hf-hub model name": ({**clip, "model_name": "hf-hub:timm/vit_base_patch16_clip_224.openai"},
+                              "open_clip architecture"),
+        "unknown model name": ({**clip, "model_name": "ViT-Nonexistent"}, "open_clip architecture"),
+        "URL weights": ({**clip, "model_name": "ViT-B-32", "weights": "https://example.com/w.bin"},
+                        "local files only"),
+        "device weights": ({**clip, "model_name": "ViT-B-32", "weights": "/dev/zero"}, "regular file"),
+        "folder as weights": ({**clip, "model_name": "ViT-B-32", "weights": str(tmp_path)}, "local file"),
+    }
+    for name, (node, message) in cases.items():
+        path = tmp_path / f"{name}.ckpt"
+        torch.save({"state_dict": state, "uir_model_config": {**config, "clip": node}}, path)
+        with pytest.raises(UnsafeCheckpointError, match=message):
+            load_restoration_model(path)
+    assert no_network == []
+
+
+def test_hub_offline_blocks_hub_requests_before_any_socket(no_network):
+    import huggingface_hub
+    import huggingface_hub.constants
+
+    assert "HF_HUB_OFFLINE" not in os.environ and not huggingface_hub.constants.HF_HUB_OFFLINE
+    with hub_offline():
+        assert os.environ["HF_HUB_OFFLINE"] == "1" and huggingface_hub.constants.is_offline_mode()
+        with pytest.raises(Exception) as info:  # noqa: B017 (the hub's offline / cache-miss errors vary by version)
+            huggingface_hub.hf_hub_download("uir-suite/not-a-repo", "model.bin", cache_dir=None)
+        assert "offline" in str(info.value).lower() or "cache" in str(info.value).lower()
+    assert no_network == []
+    assert "HF_HUB_OFFLINE" not in os.environ and not huggingface_hub.constants.HF_HUB_OFFLINE
+
+
+# ---------------------------------------------------------------------------------------------- memory
+def test_config_far_larger_than_its_weights_is_refused_before_building(tmp_path, tiny):
+    import resource
+
+    config, state = tiny
+    path = tmp_path / "huge.ckpt"
+    torch.save({"state_dict": state, "uir_model_config": {**config, "net": {**config["net"], "dim": 4096}}}, path)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointMismatchError, match="differ in shape"):
+        load_restoration_model(path)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 1500, grown_mb  # built for real it would take tens of GB (4096 channels)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def test_compressed_records_are_refused_and_unused_tensors_stay_on_disk(tmp_path, tiny):
+    config, state = tiny
+    plain = io.BytesIO()
+    torch.save({"state_dict": state, "uir_model_config": config, "unused": torch.zeros(64 << 20)}, plain)
+    bomb = tmp_path / "deflated.ckpt"
+    with zipfile.ZipFile(io.BytesIO(plain.getvalue())) as src, \
+            zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    assert bomb.stat().st_size < 2_000_000
+    with pytest.raises(UnsafeCheckpointError, match="is compressed"):
+        load_restoration_model(bomb)
+
+    big = tmp_path / "unused.ckpt"  # 256 MB under a key nobody reads: mapped, never paged in
+    big.write_bytes(plain.getvalue())
+    before = _rss_mb()
+    ckpt = read_checkpoint(big)
+    assert ckpt["unused"].shape == (64 << 20,)
+    assert _rss_mb() - before < 128
+
+
+# ---------------------------------------------------------------------------------------------- no silent garbage
+def test_integer_and_nan_weights_are_refused_by_name(tmp_path, tiny):
+    config, state = tiny
+    cases = {
+        "i64": ({**state, "net.stem.weight": state["net.stem.weight"].long()}, CheckpointMismatchError,
+                "net.stem.weight: file torch.int64 vs model torch.float32"),
+        "nan": ({**state, "net.stem.weight": state["net.stem.weight"].clone().fill_(float("nan"))},
+                DamagedWeightsError, "NaN or infinity, e.g. net.stem.weight"),
+    }
+    for name, (weights, error, message) in cases.items():
+        path = tmp_path / f"{name}.ckpt"
+        torch.save({"state_dict": weights, "uir_model_config": config}, path)
+        with pytest.raises(error, match=message):
+            load_restoration_model(path)
+        export = {k: v.contiguous() for k, v in weights.items()}
+        export["net.stem.weight"] = (export["net.stem.weight"].int() if name == "i64"
+                                     else export["net.stem.weight"])
+        folder = write_export(tmp_path / f"{name}_export", yaml.safe_dump({"model_config": config}), export)
+        with pytest.raises(error, match="net.stem.weight"):
+            load_restoration_model(folder)
