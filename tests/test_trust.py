@@ -262,3 +262,98 @@ def test_integer_and_nan_weights_are_refused_by_name(tmp_path, tiny):
         folder = write_export(tmp_path / f"{name}_export", yaml.safe_dump({"model_config": config}), export)
         with pytest.raises(error, match="net.stem.weight"):
             load_restoration_model(folder)
+
+
+# ---------------------------------------------------------------------------------------------- deleting
+def _old(path: Path, data: bytes = b"") -> Path:
+    path.write_bytes(data)
+    os.utime(path, (time.time() - 3600, time.time() - 3600))
+    return path
+
+
+def test_cleanup_deletes_only_the_suites_temporaries_of_dead_processes(tmp_path):
+    from src.utils.atomic import atomic_open, remove_stale_temporaries, temporary_name_for
+
+    out, outside = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    outside.mkdir()
+    (out / "linked").symlink_to(outside, target_is_directory=True)
+    prefix, suffix = temporary_name_for(out / "a.png")
+    assert prefix == f".a.png.uir-{os.getpid()}-" and suffix == ".tmp"
+    dead = _old(out / ".a.png.uir-999999999-ab12cd34.tmp")
+    others = [_old(out / ".thesis.docx.q7w8e9r0.tmp", b"another program's"),  # no suite marker
+              _old(out / f".b.png.uir-{os.getppid()}-ab12cd34.tmp"),  # its writer still runs
+              _old(outside / ".c.png.uir-999999999-ab12cd34.tmp")]  # reached only through a symlink
+    victim = _old(outside / "target.tmp")
+    (out / ".d.png.uir-999999999-zz99yy88.tmp").symlink_to(victim)
+    removed, kept = remove_stale_temporaries([out, out / "linked", outside], within=out)
+    assert removed == [dead] and not dead.exists()
+    assert all(p.exists() for p in others) and victim.exists()
+    assert kept == [others[1]]
+    with atomic_open(out / "e.png"):  # the suite's own writes carry the marker
+        assert [p.name.startswith(f".e.png.uir-{os.getpid()}-") for p in out.glob(".e.png.*")] == [True]
+
+
+def test_outputs_through_a_symlinked_folder_are_refused(tmp_path):
+    from src.utils.atomic import check_inside
+
+    out, outside = tmp_path / "out", tmp_path / "elsewhere"
+    (out / "real").mkdir(parents=True)
+    outside.mkdir()
+    (out / "linked").symlink_to(outside, target_is_directory=True)
+    check_inside(out, out / "real" / "a.png")
+    for path in (out / "linked" / "a.png", out / ".." / "a.png", tmp_path / "a.png"):
+        with pytest.raises(ValueError, match="symbolic link|not inside"):
+            check_inside(out, path)
+
+
+# ---------------------------------------------------------------------------------------------- exports, one line
+@pytest.fixture
+def tiny_ckpt(tmp_path, tiny):
+    path = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": tiny[1], "uir_model_config": tiny[0]}, path)
+    return path
+
+
+def test_export_interrupted_by_a_full_disk_leaves_nothing(tmp_path, tiny_ckpt, monkeypatch, capsys):
+    import errno
+
+    import src.export as export_module
+
+    def full_disk(path, text, **_):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(export_module, "atomic_write_text", full_disk)  # config.yaml, written after the weights
+    out = tmp_path / "exported"
+    assert export_module.main(["--ckpt", str(tiny_ckpt), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "No space left on device" in err and "nothing was exported" in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["tiny.ckpt"]
+    monkeypatch.undo()
+    assert export_module.main(["--ckpt", str(tiny_ckpt), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [EXPORT_CONFIG, EXPORT_WEIGHTS]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "tiny.ckpt"]
+
+
+def test_export_refuses_out_under_a_file_and_crafted_files_in_one_line(tmp_path, tiny, tiny_ckpt, capsys):
+    from src.export import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    bomb = tmp_path / "bomb.ckpt"
+    torch.save({"state_dict": tiny[1], "uir_model_config": {**tiny[0], "task_names": (lambda x: [x, x])([1])}}, bomb)
+    loop = tmp_path / "loop.ckpt"
+    torch.save({"uir_model_config": {"_target_": PIPELINE, "stage1_ckpt": str(loop)}, "state_dict": {}}, loop)
+    nan = tmp_path / "nan.ckpt"
+    torch.save({"state_dict": {k: v.clone().fill_(float("nan")) if v.is_floating_point() else v
+                               for k, v in tiny[1].items()}, "uir_model_config": tiny[0]}, nan)
+    cases = [([str(tiny_ckpt), str(afile / "sub")], f"{afile} is a file"),
+             ([str(tiny_ckpt), str(afile)], "is a file, not a folder"),
+             ([str(loop), str(tmp_path / "o1")], "may not refer to itself"),
+             ([str(nan), str(tmp_path / "o2")], "NaN or infinity")]
+    for (ckpt, out), message in cases:
+        assert main(["--ckpt", ckpt, "--out", out]) == 2, message
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err, err
+    assert main(["--ckpt", str(bomb), "--out", str(tmp_path / "o3")]) == 0  # shared, small: fine
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
