@@ -357,3 +357,87 @@ def test_export_refuses_out_under_a_file_and_crafted_files_in_one_line(tmp_path,
         assert err.count("\n") == 0 and message in err, err
     assert main(["--ckpt", str(bomb), "--out", str(tmp_path / "o3")]) == 0  # shared, small: fine
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+# ---------------------------------------------------------------------------------------------- memory budget, CSV
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header says width×height (8-bit RGB) and whose pixel data is a few compressed bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_13000_square_png_is_refused_at_once_by_the_memory_budget(tmp_path):
+    from src.utils.images import (
+        DEFAULT_MAX_PIXELS,
+        DEFAULT_MEMORY_BUDGET,
+        RESTORE_BYTES_PER_PIXEL,
+        ImageReadError,
+        max_pixels_for_budget,
+        read_image,
+    )
+
+    assert DEFAULT_MAX_PIXELS == max_pixels_for_budget(DEFAULT_MEMORY_BUDGET)
+    assert DEFAULT_MAX_PIXELS * RESTORE_BYTES_PER_PIXEL <= DEFAULT_MEMORY_BUDGET < 13000 * 13000 * 48
+    bomb = _png_header_only(tmp_path / "bomb.png", 13000, 13000)
+    start = time.perf_counter()
+    with pytest.raises(ImageReadError) as info:
+        read_image(bomb)
+    assert time.perf_counter() - start < 2
+    text = str(info.value)
+    assert info.value.kind == "too_large" and f"limit of {DEFAULT_MAX_PIXELS:,}" in text
+    assert "--max-pixels" in text and "GiB" in text and "\n" not in text
+
+
+def test_csv_cells_that_look_like_formulas_are_neutralised(tmp_path):
+    import csv
+
+    from src.reporting.report import write_per_image_csv
+
+    names = ["=HYPERLINK(\"http://x\")", "-2+3", "+1", "@SUM(A1)", "\tx", "plain.png"]
+    records = [{"index": i, "name": n, "task": "noise", "psnr_in": -1.5} for i, n in enumerate(names)]
+    path = write_per_image_csv(records, [], tmp_path / "per_image.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert [r["name"] for r in rows] == ["'" + n for n in names[:-1]] + ["plain.png"]
+    assert all(r["psnr_in"] == "-1.5" for r in rows)  # numbers stay numbers
+
+
+def test_train_with_a_bad_init_from_official_exits_2_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    bad = tmp_path / "model-300.pt"
+    bad.write_text("not a checkpoint")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PROJECT_ROOT": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "src.train", "experiment=diffuir_t", "model.net.dim=8",
+                           f"model.init_from_official={bad}", f"paths.output_dir={tmp_path / 'run'}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert err[-1].startswith("error: official DiffUIR checkpoint") and "is not a torch checkpoint" in err[-1]
+    assert "Traceback" not in proc.stderr
+
+
+def test_refused_model_file_is_found_behind_hydra_and_resume_errors():
+    from hydra.errors import InstantiationException
+
+    from src.utils.checkpoints import CheckpointMismatchError, refused_model_file
+
+    inner = CheckpointMismatchError("checkpoint x does not fit the model: it holds DiffUIR-T; the run asks for L")
+    try:
+        try:
+            raise inner
+        except CheckpointMismatchError as e:
+            raise InstantiationException("Error in call to target") from e
+    except InstantiationException as outer:
+        assert refused_model_file(outer) is inner
+    assert refused_model_file(RuntimeError("CUDA out of memory")) is None

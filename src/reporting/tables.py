@@ -6,6 +6,8 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
+from src.utils.csv_cells import csv_cell
+
 COLUMNS = ("task", "n", "psnr_in", "ssim_in", "psnr_out", "ssim_out")
 
 
@@ -41,5 +43,5 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     return path

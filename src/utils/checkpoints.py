@@ -114,6 +114,19 @@ class DamagedWeightsError(CheckpointError):
     """Weights of the wrong dtype, or holding NaN / infinity: they would restore garbage."""
 
 
+def refused_model_file(error: BaseException) -> BaseException | None:
+    """The :class:`CheckpointError` (refused or damaged model file) or :class:`FileNotFoundError` (a file a
+    config names is missing) behind ``error``, following its causes (Hydra wraps what a constructor raises);
+    None if there is none. Entry points turn it into one line and exit status 2."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (CheckpointError, FileNotFoundError)):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 # ---------------------------------------------------------------------------------------------- offline, references
 _HUB_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "DIFFUSERS_OFFLINE")
 _HUB_MODULES = ("huggingface_hub", "diffusers", "transformers", "open_clip", "timm")

@@ -54,7 +54,20 @@ from src.utils.atomic import atomic_write_bytes
 # what a folder is scanned for (files given by name are tried whatever their extension)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm",
                     ".tga")
-DEFAULT_MAX_PIXELS = 2 * (Image.MAX_IMAGE_PIXELS or 89_478_485)  # Pillow's decompression-bomb error threshold
+# One memory budget for restoring an image, from which the pixel limit is derived. A restore holds several
+# full-size copies of the image (decoded uint8/uint16, float32 input, padded input, float32 output and blending
+# weights, the uint8 result being encoded): ~47 bytes per pixel, measured as the 7.9 GB peak of a 13000×13000
+# restore on CPU (issue 23). The default budget, 4 GiB, allows ~89 million pixels (Pillow's own bomb threshold).
+RESTORE_BYTES_PER_PIXEL = 48
+DEFAULT_MEMORY_BUDGET = 4 << 30
+
+
+def max_pixels_for_budget(budget_bytes: int = DEFAULT_MEMORY_BUDGET) -> int:
+    """The largest image (pixels) whose restore fits ``budget_bytes`` of memory, full-size copies included."""
+    return max(1, int(budget_bytes) // RESTORE_BYTES_PER_PIXEL)
+
+
+DEFAULT_MAX_PIXELS = max_pixels_for_budget()
 ORIENTATION_TAG = 0x0112
 _RGB_CONVERTIBLE = {"RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 _GRAY16_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -283,9 +296,11 @@ def _header(im: Image.Image, path: Path, max_pixels: int | None) -> ImageInfo:
     if im.mode not in _SUPPORTED_MODES:
         raise _unsupported_mode(path, im.mode)
     if max_pixels is not None and width * height > max_pixels:
+        need = width * height * RESTORE_BYTES_PER_PIXEL / (1 << 30)
         raise ImageReadError(path, f"{width}×{height} = {width * height:,} pixels is more than the limit of "
-                                   f"{max_pixels:,}", "a smaller image, or a higher max_pixels (src.restore: "
-                                   "--max-pixels)", "too_large")
+                                   f"{max_pixels:,} (restoring it would need ~{need:.1f} GiB of memory at "
+                                   f"{RESTORE_BYTES_PER_PIXEL} bytes per pixel)", "a smaller image, or a higher "
+                                   "pixel limit (src.restore / src.app: --max-pixels N, 0 for none)", "too_large")
     orientation = _orientation(im, path)
     bits = 8
     try:
