@@ -441,3 +441,21 @@ def test_refused_model_file_is_found_behind_hydra_and_resume_errors():
     except InstantiationException as outer:
         assert refused_model_file(outer) is inner
     assert refused_model_file(RuntimeError("CUDA out of memory")) is None
+
+
+def test_a_non_finite_result_is_refused_not_written(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from src.utils.images import read_image, write_image
+
+    Image.new("RGB", (8, 6)).save(tmp_path / "a.png")
+    like = read_image(tmp_path / "a.png")
+    rgb = np.full((6, 8, 3), 0.5, np.float32)
+    rgb[2, 3, 1] = np.nan
+    rgb[0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="2 NaN/infinite value"):
+        write_image(tmp_path / "out.png", rgb, like)
+    assert not (tmp_path / "out.png").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    write_image(tmp_path / "out.png", np.nan_to_num(rgb, nan=0.5, posinf=1.0), like)
+    assert (tmp_path / "out.png").is_file()

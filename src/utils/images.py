@@ -493,10 +493,15 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, like: LoadedImage, *, 
     """Write restored float RGB ``rgb`` (H×W×3) to ``path`` in ``like``'s layout, atomically; returns notes.
 
     The format follows ``path``'s extension. With ``overwrite=False`` an existing file is never replaced
-    (:class:`FileExistsError`).
+    (:class:`FileExistsError`). A result holding NaN or infinity (damaged weights, an overflow) is refused with a
+    :class:`ValueError`: a failed image, never written as black or noise and counted "restored".
     """
     if rgb.shape[:2] != (like.height, like.width):
         raise ValueError(f"restored image is {rgb.shape[1]}×{rgb.shape[0]}, the input {like.width}×{like.height}")
+    finite = np.isfinite(rgb)
+    if not finite.all():
+        raise ValueError(f"the restored image holds {int(finite.size - finite.sum()):,} NaN/infinite value(s) "
+                         "(damaged weights or a numerical overflow); nothing was written")
     data, notes = encode_image(rgb, like, output_format(path), jpeg_quality)
     atomic_write_bytes(path, data, overwrite=overwrite)
     return notes
