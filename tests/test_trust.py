@@ -459,3 +459,59 @@ def test_a_non_finite_result_is_refused_not_written(tmp_path):
     assert not (tmp_path / "out.png").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
     write_image(tmp_path / "out.png", np.nan_to_num(rgb, nan=0.5, posinf=1.0), like)
     assert (tmp_path / "out.png").is_file()
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+RESTORE_FAST = ["--threads", "1", "--no-progress", "--steps", "1"]
+
+
+def test_restore_refuses_crafted_models_and_bad_out_in_one_line(tmp_path, tiny, tiny_ckpt, capsys):
+    from PIL import Image
+
+    from src.restore import main
+
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    loop = tmp_path / "loop.ckpt"
+    torch.save({"uir_model_config": {"_target_": PIPELINE, "stage1_ckpt": str(loop)}, "state_dict": {}}, loop)
+    i64 = tmp_path / "i64.ckpt"
+    torch.save({"state_dict": {k: v.long() if k == "net.stem.weight" else v for k, v in tiny[1].items()},
+                "uir_model_config": tiny[0]}, i64)
+    huge = tmp_path / "huge.ckpt"
+    torch.save({"state_dict": tiny[1], "uir_model_config": {**tiny[0], "net": {**tiny[0]["net"], "dim": 4096}}}, huge)
+    cases = [(tiny_ckpt, afile / "sub", f"{afile} is a file"),
+             (tiny_ckpt, afile, "is a file, not a folder"),
+             (loop, tmp_path / "o", "may not refer to itself"),
+             (i64, tmp_path / "o", "file torch.int64 vs model torch.float32"),
+             (huge, tmp_path / "o", "differ in shape")]
+    for ckpt, out, message in cases:
+        rc = main([str(tmp_path / "a.png"), "--ckpt", str(ckpt), "--out", str(out), *RESTORE_FAST])
+        captured = capsys.readouterr()
+        errors = [line for line in (captured.err + captured.out).splitlines() if line.startswith("error")]
+        assert rc == 2 and len(errors) == 1 and message in errors[0], (message, captured)
+    assert not (tmp_path / "o").exists()
+
+
+def test_restore_never_writes_through_a_symlinked_folder_and_globs_skip_out(tmp_path, tiny_ckpt, capsys):
+    from PIL import Image
+
+    from src.restore import main
+
+    src_dir, outside = tmp_path / "in", tmp_path / "elsewhere"
+    (src_dir / "sub").mkdir(parents=True)
+    outside.mkdir()
+    Image.new("RGB", (16, 16), (40, 80, 120)).save(src_dir / "a.png")
+    Image.new("RGB", (16, 16), (40, 80, 120)).save(src_dir / "sub" / "b.png")
+    out = src_dir / "restored"
+    out.mkdir()
+    (out / "sub").symlink_to(outside, target_is_directory=True)
+    rc = main([str(src_dir), "--recursive", "--ckpt", str(tiny_ckpt), "--out", str(out), *RESTORE_FAST])
+    text = capsys.readouterr().out
+    assert rc == 1 and "symbolic link" in text
+    assert list(outside.iterdir()) == [] and (out / "a.png").is_file()
+    (out / "sub").unlink()
+    rc = main([f"{src_dir}/**/*.png", "--ckpt", str(tiny_ckpt), "--out", str(out), *RESTORE_FAST])
+    text = capsys.readouterr().out
+    assert rc == 0, text  # the previous run's outputs under --out are not inputs again
+    assert "failed 0" in text or "failed" not in text.split("restored")[-1].split("\n")[0]

@@ -171,16 +171,17 @@ def check_writable_folder(path: str | os.PathLike, what: str = "--out") -> None:
         raise ValueError(f"{what} {path} cannot be written: {here} is not writable (permissions or a read-only disk)")
 
 
-def one_line(error: BaseException) -> str:
-    """An exception as one short line: its first line, at most 300 characters (for ``error: ...`` messages)."""
+def one_line(error: BaseException, limit: int = 400) -> str:
+    """An exception as one line for ``error: ...`` messages: its lines joined with "; ", at most ``limit``
+    characters."""
     if isinstance(error, OSError) and error.strerror:
         text = error.strerror + (f": {error.filename}" if error.filename else "")
     elif error.args and isinstance(error.args[0], str):
         text = error.args[0]  # a KeyError's message without the quotes str() adds
     else:
         text = str(error)
-    first = (text.strip().splitlines() or [type(error).__name__])[0]
-    return first[:300]
+    text = "; ".join(line.strip() for line in text.strip().splitlines() if line.strip()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def stale_temporaries(directory: str | os.PathLike, min_age_s: float = 0.0) -> list[Path]:
