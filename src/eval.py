@@ -53,6 +53,7 @@ from src.utils.checkpoints import (
     load_restoration_model,
     load_state_dict_checked,
     read_checkpoint,
+    refused_model_file,
 )
 from src.utils.distributed import gather_objects
 from src.utils.instantiate import instantiate_dict, set_threads
@@ -419,7 +420,22 @@ def _missing(check) -> bool:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    """``evaluate``; a refused, damaged or missing input (model file, test set, ``paths.output_dir``) is one line
+    and exit status 2, a disk error one line and exit status 1."""
+    import sys
+
+    from src.utils.atomic import check_writable_folder, one_line
+
+    try:
+        check_writable_folder(cfg.paths.output_dir, "paths.output_dir")
+        evaluate(cfg)
+    except Exception as e:
+        refused = refused_model_file(e) or (e if isinstance(e, (ValueError, KeyError)) else None)
+        if refused is None and not isinstance(e, OSError):
+            raise
+        reworded = e.__cause__ is None and e.__suppress_context__  # raised `from None` with a better message
+        print(f"error: {one_line(e if reworded or refused is None else refused)}", file=sys.stderr)
+        raise SystemExit(2 if refused is not None else 1) from None
 
 
 if __name__ == "__main__":

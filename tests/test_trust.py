@@ -515,3 +515,24 @@ def test_restore_never_writes_through_a_symlinked_folder_and_globs_skip_out(tmp_
     text = capsys.readouterr().out
     assert rc == 0, text  # the previous run's outputs under --out are not inputs again
     assert "failed 0" in text or "failed" not in text.split("restored")[-1].split("\n")[0]
+
+
+@pytest.mark.slow  # two fresh interpreters: ~20-40 s on 2 shared cores
+def test_eval_command_line_refuses_crafted_and_foreign_files_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"\x08\x07\x12\x07pytorch" + bytes(64))
+    loop = tmp_path / "loop.ckpt"
+    torch.save({"uir_model_config": {"_target_": PIPELINE, "stage1_ckpt": str(loop)}, "state_dict": {}}, loop)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PROJECT_ROOT": str(tmp_path)}
+    for ckpt, message in ((onnx, "is not a torch checkpoint"), (loop, "may not refer to itself")):
+        proc = subprocess.run([sys.executable, "-m", "src.eval", "experiment=diffuir_t", f"ckpt_path={ckpt}",
+                               f"hydra.run.dir={tmp_path}/run_{ckpt.stem}"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+        assert proc.returncode == 2 and len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
