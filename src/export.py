@@ -26,14 +26,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from src.utils.atomic import atomic_write_bytes, atomic_write_text
+from src.utils.atomic import atomic_write_bytes, atomic_write_text, check_writable_folder, one_line, temporary_name_for
 from src.utils.checkpoints import (
     EXPORT_CONFIG,
     EXPORT_FORMAT_VERSION,
@@ -45,7 +48,7 @@ from src.utils.checkpoints import (
     sha256_of,
 )
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 Exporter = Callable[..., list[Path]]
 EXPORTERS: dict[str, Exporter] = {}
@@ -146,18 +149,36 @@ register_exporter("onnx", importlib.import_module("src.diffuir.engines").export_
 
 # ---------------------------------------------------------------------------------------------- command line
 def export(ckpt: str | Path, fmt: str, out: str | Path, overwrite: bool = False, **options) -> list[Path]:
-    """Load ``ckpt`` through the suite's safe loader and write it in format ``fmt`` under ``out``."""
+    """Load ``ckpt`` through the suite's safe loader and write it in format ``fmt`` under ``out``.
+
+    Everything is first written to a hidden temporary folder beside ``out`` (the suite's marked name) and then
+    renamed into place whole, so a full disk or a kill leaves no half export (e.g. weights without their config).
+    Usage problems (``--out`` a file, under a file, unwritable, not empty) raise :class:`ValueError`."""
     if fmt not in EXPORTERS:
         raise ValueError(f"--format {fmt}: unknown; available: {', '.join(sorted(EXPORTERS))}")
     out, ckpt = Path(out), Path(ckpt)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
+    check_writable_folder(out, "--out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"--out {out} is not empty (pass --overwrite to replace what it holds)")
     if is_export(ckpt) and out.resolve() == (ckpt if ckpt.is_dir() else ckpt.parent).resolve():
         raise ValueError(f"--out {out} is the export being read")
     model = load_restoration_model(ckpt, map_location="cpu")
-    return EXPORTERS[fmt](model, ckpt, out, **options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=temporary_name_for(out)[0], suffix=".tmp", dir=out.parent))
+    try:
+        written = EXPORTERS[fmt](model, ckpt, staging, **options)
+        if not out.exists():
+            os.rename(staging, out)  # the whole folder at once
+            return [out / Path(w).relative_to(staging) for w in written]
+        placed = []
+        for w in written:  # into an existing folder: renames only (no new data), after everything was written
+            target = out / Path(w).relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(w, target)
+            placed.append(target)
+        return placed
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,8 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         written = export(args.ckpt, args.format, args.out, overwrite=args.overwrite)
-    except (FileNotFoundError, KeyError, ValueError, TypeError) as e:
-        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as e:  # usage, or a refused / damaged model file
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # the disk: full, read-only, gone
+        print(f"error: writing the export to {args.out} failed: {one_line(e)}; nothing was exported", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as e:  # a model that cannot be built from the file (after it passed the allowlist)
+        print(f"error: {args.ckpt} cannot be loaded: {one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     print("wrote " + ", ".join(str(w) for w in written))
     return EXIT_OK

@@ -313,7 +313,7 @@ def collect_inputs(specs: list[str], recursive: bool = False,
             plan.ignored += [m for m in files if not _is_image_name(m)]
             for m in files:
                 if _is_image_name(m):
-                    add(m, Path(m.name), scanned_from=m.parent)
+                    add(m, Path(m.name), scanned_from=Path(spec))  # --out's files never match (recursive globs)
         else:
             plan.failed.append((spec, "no such file or folder"))
     return found, plan

@@ -51,7 +51,7 @@ from src.inference import (
     plan_jobs,
     use_engine,
 )
-from src.utils.atomic import describe_cleanup, remove_stale_temporaries
+from src.utils.atomic import check_inside, check_writable_folder, describe_cleanup, one_line, remove_stale_temporaries
 from src.utils.checkpoints import parameter_count
 from src.utils.images import DEFAULT_MAX_PIXELS, ImageReadError, read_image, write_image
 
@@ -126,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         args.ckpt = str(ckpt)
         device = pick_device(args.device)
         pick_precision(args.precision, device)  # validates the flag before the model is loaded
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ValueError(f"--out {out_dir} exists and is not a folder")
+        check_writable_folder(out_dir, "--out")
         if args.ext:
             from src.utils.images import output_format
 
@@ -153,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
                                         args.tile_overlap, args.tile_batch)
         engine = use_engine(model, args.engine, device, restorer.precision)
     except (FileNotFoundError, KeyError, TypeError, ValueError) as e:
-        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as e:  # a model that fails to build (e.g. frozen weight files it names are missing)
-        print(f"error: cannot load a model from {args.ckpt}: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"error: cannot load a model from {args.ckpt}: {type(e).__name__}: {one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     precision = restorer.precision
     print(f"engine: {engine}", flush=True)
@@ -165,8 +164,13 @@ def main(argv: list[str] | None = None) -> int:
           f"device: {device}, precision: {precision}, steps: {args.steps or 'model default'}, seed: {args.seed}, "
           f"tiles: {f'{restorer.tile} px, overlap {restorer.overlap}' if restorer.tile else 'off'}\n"
           f"{len(plan.jobs)} image(s) -> {out_dir}", flush=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cleanup = describe_cleanup(*remove_stale_temporaries(sorted({j.output.parent for j in plan.jobs})))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"error: --out {out_dir} cannot be created: {one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    cleanup = describe_cleanup(*remove_stale_temporaries(sorted({j.output.parent for j in plan.jobs}),
+                                                         within=out_dir))
     if cleanup:
         print(f"{out_dir}: {cleanup}", flush=True)
     loaded_in, started = time.perf_counter() - started, time.perf_counter()
@@ -190,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 labels = restorer.detect(image.rgb)
                 with inner:
                     result = restorer.restore(image.rgb, progress=inner.update)
+                check_inside(out_dir, job.output)  # never through a symlinked folder out of --out
                 job.output.parent.mkdir(parents=True, exist_ok=True)
                 notes = image.notes + write_image(job.output, result, image, overwrite=args.overwrite,
                                                   jpeg_quality=args.jpeg_quality)

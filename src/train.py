@@ -12,6 +12,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 
 from src.reporting.tables import to_markdown
+from src.utils.atomic import one_line
+from src.utils.checkpoints import refused_model_file
 from src.utils.instantiate import build
 
 # conf/hydra/launcher/submitit_*.yaml write out the plugin's fields; Hydra also checks them against the plugin's
@@ -97,6 +99,12 @@ def main(cfg: DictConfig) -> None:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         raise SystemExit(f"training stopped: {e}") from None  # NaN/inf: FaultTolerance logged the last good ckpt
+    except Exception as e:  # a refused / damaged model file (init_from_official, ckpt_path, a stage checkpoint)
+        refused = refused_model_file(e)
+        if refused is None or _in_multirun():
+            raise
+        print(f"error: {one_line(refused)}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _in_multirun() -> bool:

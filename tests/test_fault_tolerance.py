@@ -278,12 +278,13 @@ def test_leftover_temporaries_of_a_killed_run_are_removed_at_the_next_start(tmp_
     _fit(_cfg(first, every=2, steps=2))
     old_dir, new_dir = first / "checkpoints", tmp_path / "second" / "checkpoints"
     new_dir.mkdir(parents=True)
-    stale = [old_dir / ".last.ckpt.k3j_x9ab.tmp", old_dir / ".step_0000004.ckpt.0a1b2c3d.tmp",
-             new_dir / ".last.ckpt.zz99yy88.tmp"]
+    stale = [old_dir / ".last.ckpt.uir-999999999-k3j_x9ab.tmp",
+             old_dir / ".step_0000004.ckpt.uir-999999999-0a1b2c3d.tmp",
+             new_dir / ".last.ckpt.uir-999999999-zz99yy88.tmp"]
     stale[0].write_bytes(b"")
     stale[1].write_bytes(b"PK\x03\x04partial")
     stale[2].write_bytes(b"")
-    recent, foreign = old_dir / ".last.ckpt.recent12.tmp", old_dir / ".notes.tmp"
+    recent, foreign = old_dir / ".last.ckpt.uir-999999999-recent12.tmp", old_dir / ".notes.k3j_x9ab.tmp"
     recent.write_bytes(b"")
     foreign.write_text("a user's file")
     for p in [*stale, foreign]:

@@ -173,11 +173,12 @@ def test_leftover_temporaries_in_the_output_folder_are_removed_and_reported(ckpt
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
     Image.fromarray(_u8(16, 16, 3)).save(tmp_path / "a.png")
-    leftovers = [out / ".a.png.ab12cd34.tmp", out / ".b.png.xx_yy_zz.tmp"]
+    leftovers = [out / ".a.png.uir-999999999-ab12cd34.tmp", out / ".b.png.uir-999999999-xx_yy_zz.tmp"]
     for p in leftovers:
         p.write_bytes(b"")
         os.utime(p, (0, 0))
-    keep = [out / ".mine.tmp", out / "sub" / ".c.png.ab12cd34.tmp"]  # not ours / not a folder written to
+    keep = [out / ".mine.tmp", out / ".c.png.ab12cd34.tmp",  # not ours (no uir-<pid> marker)
+            out / "sub" / ".c.png.uir-999999999-ab12cd34.tmp"]  # not a folder written to
     for p in keep:
         p.write_bytes(b"")
         os.utime(p, (0, 0))

@@ -25,6 +25,7 @@ from pathlib import Path
 from src.metrics.registry import METRICS
 from src.reporting.baseline_columns import BASELINE_KEYS, baseline_cell, baseline_columns
 from src.reporting.tables import mean_per_task
+from src.utils.csv_cells import csv_cell
 
 INPUT_COLUMNS = ("psnr_in", "ssim_in")  # fidelity of the degraded input itself (Y), a baseline for the row
 INPUT_LABELS = {"psnr_in": "PSNR input (Y)", "ssim_in": "SSIM input (Y)"}
@@ -137,7 +138,7 @@ def set_table_markdown(result: SetResult, unavailable: dict) -> str:
 
 
 def _number(value) -> object:
-    return "" if value is None else value
+    return "" if value is None else csv_cell(value)
 
 
 def write_set_table_csv(result: SetResult, unavailable: dict, path: str | Path) -> Path:
@@ -150,7 +151,7 @@ def write_set_table_csv(result: SetResult, unavailable: dict, path: str | Path) 
         writer = csv.writer(f)
         writer.writerow(keys)
         for row in result.rows:
-            writer.writerow([row.get(k) or "" if k in ("paper_source", "notes") else _number(row.get(k))
+            writer.writerow([csv_cell(row.get(k) or "") if k in ("paper_source", "notes") else _number(row.get(k))
                              for k in keys])
     return path
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.reporting.baseline_columns import add_baseline_columns, baseline_cell, baseline_columns, baseline_notes
+from src.utils.csv_cells import csv_cell
 
 COLUMNS = ("task", "n", "psnr_in", "ssim_in", "psnr_out", "ssim_out")
 
@@ -64,5 +65,5 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *(k for k, _ in baseline_columns(rows))])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     return path

@@ -30,11 +30,16 @@ state dicts with :func:`register_state_describer` (DiffUIR: ``src.diffuir.offici
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import importlib
+import os
 import pickle
 import re
-from collections.abc import Callable, Mapping
+import sys
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +64,34 @@ SUITE_CLASSES: frozenset[str] = frozenset()
 _HYDRA_KEYS = {"_target_", "_args_", "_partial_", "_convert_", "_recursive_"}
 _DOTTED = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
 
+# Bounds of a stored config, whatever its file does with aliases or shared references: the tree it expands to
+# (what Hydra would build from it) may have at most MAX_CONFIG_NODES nodes and MAX_CONFIG_DEPTH levels.
+MAX_CONFIG_NODES = 20_000
+MAX_CONFIG_DEPTH = 32
+MAX_CONFIG_BYTES = 1 << 20  # an export's config.yaml (ours are a few KB)
+# Config arguments that name files to read. They must be local paths (no URL, no hub id): a file never makes the
+# suite go online. When they exist they must be of the stated kind; a missing one is the class's own error.
+PATH_ARGUMENTS: dict[str, str] = {"weights": "file", "clip_weights": "file", "stage1_ckpt": "file",
+                                  "stage2_ckpt": "file", "init_from_official": "file", "sd_dir": "folder"}
+# Arguments that only initialise weights which the checkpoint's own state dict then replaces: not followed (not
+# even read) when a stored model is rebuilt with its weights.
+WEIGHT_INIT_ARGUMENTS: tuple[str, ...] = ("init_from_official",)
+_REMOTE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*://|hf[-_]hub:)", re.IGNORECASE)
+
+
+def _open_clip_names() -> frozenset[str]:
+    import open_clip  # its bundled architecture configs: a fixed, local list
+
+    return frozenset(open_clip.list_models())
+
+
+# Per-class rules for constructor arguments: {target: {argument: (allowed values() -> set, what they are)}}.
+ARGUMENT_CHOICES: dict[str, dict[str, tuple[Callable[[], frozenset[str]], str]]] = {
+    "src.diff_restorer.clip_encoder.CLIPImageEncoder": {
+        "model_name": (_open_clip_names, "an open_clip architecture bundled with open_clip (open_clip.list_models())"),
+    },
+}
+
 
 # ---------------------------------------------------------------------------------------------- errors
 class CheckpointError(ValueError):
@@ -73,7 +106,128 @@ class CheckpointMismatchError(CheckpointError):
     """A checkpoint whose weights do not fit the model its config (or the run's config) builds."""
 
 
+class ConfigBombError(UnsafeCheckpointError):
+    """A stored config that refers to itself, or expands (aliases, shared references) past the node/depth limits."""
+
+
+class CheckpointReferenceError(UnsafeCheckpointError):
+    """A checkpoint that names itself (a cycle) or a checkpoint that names yet another one (past one level)."""
+
+
+class DamagedWeightsError(CheckpointError):
+    """Weights of the wrong dtype, or holding NaN / infinity: they would restore garbage."""
+
+
+def refused_model_file(error: BaseException) -> BaseException | None:
+    """The :class:`CheckpointError` (refused or damaged model file) or :class:`FileNotFoundError` (a file a
+    config names is missing) behind ``error``, following its causes (Hydra wraps what a constructor raises);
+    None if there is none. Entry points turn it into one line and exit status 2."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (CheckpointError, FileNotFoundError)):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- offline, references
+_HUB_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "DIFFUSERS_OFFLINE")
+_HUB_MODULES = ("huggingface_hub", "diffusers", "transformers", "open_clip", "timm")
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """The model hub libraries offline for the block: their environment variables set to 1 and the flags they read
+    at import (``huggingface_hub.constants.HF_HUB_OFFLINE`` and its copies) set to True; restored afterwards.
+
+    Loading a checkpoint runs inside it, so no file can make huggingface_hub / diffusers / open_clip connect
+    (a request raises ``OfflineModeIsEnabled`` before any socket is opened)."""
+    saved_env = {k: os.environ.get(k) for k in _HUB_VARIABLES}
+    saved_flags = []
+    for name, module in list(sys.modules.items()):
+        if module is not None and name.split(".")[0] in _HUB_MODULES \
+                and isinstance(getattr(module, "HF_HUB_OFFLINE", None), bool):
+            saved_flags.append((module, module.HF_HUB_OFFLINE))
+    os.environ.update({k: "1" for k in _HUB_VARIABLES})
+    for module, _ in saved_flags:
+        module.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        for module, value in saved_flags:
+            module.HF_HUB_OFFLINE = value
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# The files whose stored configs are being built right now (outermost first): a checkpoint named while building
+# one of them is read one level deep at most, and never one of them again.
+_BUILDING: contextvars.ContextVar[tuple[tuple[str, tuple[int, int]], ...]] = contextvars.ContextVar(
+    "uir_building", default=())
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+@contextlib.contextmanager
+def _building_from(source: str | Path | None) -> Iterator[None]:
+    identity = _identity(Path(source)) if source is not None else None
+    if identity is None:
+        yield
+        return
+    token = _BUILDING.set((*_BUILDING.get(), (str(source), identity)))
+    try:
+        yield
+    finally:
+        _BUILDING.reset(token)
+
+
+def check_reference(path: str | Path, what: str = "checkpoint") -> None:
+    """Refuse reading ``path`` while a stored config is being built if it is one of the files being built (a
+    cycle: e.g. a pipeline whose ``stage1_ckpt`` is itself) or if it would be a second level of references
+    (a checkpoint named by a checkpoint named by the one being loaded)."""
+    chain = _BUILDING.get()
+    if not chain:
+        return
+    identity = _identity(Path(path))
+    for source, seen in chain:
+        if identity == seen:
+            raise CheckpointReferenceError(f"{what} {path} is refused: it is the file being loaded ({source}) "
+                                           "again; a checkpoint may not refer to itself. Nothing was built.")
+    if len(chain) >= 2:
+        raise CheckpointReferenceError(
+            f"{what} {path} is refused: it is named by {chain[-1][0]}, itself named by {chain[0][0]}; stored "
+            "configs may refer to other checkpoints one level deep only. Nothing was built.")
+
+
 # ---------------------------------------------------------------------------------------------- reading files
+def _zip_refusal(path: Path, size: int) -> str | None:
+    """Why a zip-format torch file is refused before torch reads it (None: fine). torch.save stores its records
+    uncompressed, so a compressed record (a few bytes on disk unpacking to gigabytes) is never one of ours."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None  # torch's reader gives the precise error
+    packed = [i for i in infos if i.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        return (f"record {packed[0].filename!r} is compressed ({packed[0].compress_size:,} bytes unpacking to "
+                f"{packed[0].file_size:,}); torch.save never compresses, so this file was crafted or rewritten")
+    declared = sum(i.file_size for i in infos)
+    if declared > size:
+        return f"its records declare {declared:,} bytes, more than the file's {size:,}"
+    return None
+
+
 def _first_bytes(path: Path, n: int = 8) -> bytes:
     with open(path, "rb") as f:
         return f.read(n)
@@ -97,8 +251,12 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device | Callabl
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"{what} {path} is empty (0 bytes): an interrupted save or copy")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    check_reference(path, what)
+    is_zip = _first_bytes(path, 2) == b"PK"
+    if is_zip and (why := _zip_refusal(path, size)):
+        raise UnsafeCheckpointError(f"{what} {path} was refused: {why}. Nothing was loaded.")
+    try:  # zip files are memory-mapped: tensors the caller never uses (optimiser states, extra keys) stay on disk
+        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap or is_zip)
     except pickle.UnpicklingError as e:
         text = str(e)
         found = re.search(r"(?:GLOBAL|[Uu]nsupported global:?) ([\w.]+)", text)
@@ -186,13 +344,74 @@ def _target_refusal(target: Any) -> str | None:
     return "only torch optimisers and learning-rate schedulers are allowed from torch.optim"
 
 
-def validate_model_config(config: Any, source: str = "stored model config") -> None:
-    """Refuse, before anything is built, a config whose tree would instantiate anything but suite classes.
+def _check_extent(config: Any, source: str) -> None:
+    """Refuse a config that refers to itself or whose expanded tree passes :data:`MAX_CONFIG_NODES` nodes or
+    :data:`MAX_CONFIG_DEPTH` levels. Shared nodes (YAML aliases, pickle memo references) are visited once and
+    their expanded size remembered, so a "billion laughs" file is measured in as many steps as it has nodes."""
+    memo: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, height)
+    on_path: set[int] = set()
 
-    Walks every mapping and list (``_args_`` included); every ``_target_`` must pass the allowlist (see the
-    module doc), keys must be strings, and no string may hold an unresolved ``${...}`` interpolation (stored
-    configs are resolved when saved, and a resolver could read the environment). Raises
-    :class:`UnsafeCheckpointError` naming the offending entry.
+    def bomb(why: str) -> ConfigBombError:
+        return ConfigBombError(f"{source} is refused: {why}. Nothing was instantiated.")
+
+    def extent(node: Any, depth: int) -> tuple[int, int]:
+        if isinstance(node, Mapping):
+            children = list(node.values())
+        elif isinstance(node, (list, tuple)):
+            children = list(node)
+        else:
+            return 1, 0
+        key = id(node)
+        if key in on_path:
+            raise bomb("it contains itself (a self-referencing alias or object)")
+        if key not in memo:
+            if depth >= MAX_CONFIG_DEPTH:
+                raise bomb(f"it nests deeper than {MAX_CONFIG_DEPTH} levels")
+            on_path.add(key)
+            total, height = 1, 0
+            for child in children:
+                size, h = extent(child, depth + 1)
+                total, height = total + size, max(height, h + 1)
+                if total > MAX_CONFIG_NODES:
+                    raise bomb(f"it expands to more than {MAX_CONFIG_NODES:,} nodes (aliases or shared references "
+                               "repeated)")
+            on_path.discard(key)
+            memo[key] = (total, height)
+        total, height = memo[key]
+        if depth + height > MAX_CONFIG_DEPTH:
+            raise bomb(f"it nests deeper than {MAX_CONFIG_DEPTH} levels")
+        return total, height
+
+    extent(config, 0)
+
+
+def _argument_refusal(target: str, key: str, value: Any) -> str | None:
+    """Why argument ``key = value`` of a ``target`` node is refused (None: allowed)."""
+    kind = PATH_ARGUMENTS.get(key)
+    if kind is not None and value is not None:
+        if not isinstance(value, str):
+            return f"a {kind} path must be a string"
+        path = Path(value)
+        if path.exists() and not (path.is_file() if kind == "file" else path.is_dir()):
+            return f"must name a local {kind}" + (" (a regular file, not a device or pipe)" if kind == "file" else "")
+    rule = ARGUMENT_CHOICES.get(target, {}).get(key)
+    if rule is not None and (not isinstance(value, str) or value not in rule[0]()):
+        return f"must be {rule[1]}"
+    return None
+
+
+def validate_model_config(config: Any, source: str = "stored model config") -> None:
+    """Refuse, before anything is built, a config whose tree would instantiate anything but suite classes, or
+    with arguments that could reach the network.
+
+    First the tree's size is bounded (:func:`_check_extent`: no self-reference, at most :data:`MAX_CONFIG_NODES`
+    nodes and :data:`MAX_CONFIG_DEPTH` levels once aliases are expanded). Then every mapping and list is walked
+    (``_args_`` included): every ``_target_`` must pass the allowlist (see the module doc); constructor arguments
+    are checked per class (:data:`ARGUMENT_CHOICES`, e.g. CLIP model names from open_clip's bundled list) and
+    by name (:data:`PATH_ARGUMENTS`: local paths); no string may be a URL or hub id (``hf-hub:``), nor hold an
+    unresolved ``${...}`` interpolation (a resolver could read the environment); keys must be strings; the root
+    may not be ``_partial_``. Raises :class:`UnsafeCheckpointError` (:class:`ConfigBombError` for the bounds)
+    naming the offending entry.
     """
     def refuse(where: str, why: str, value: Any = None) -> None:
         shown = "" if value is None else f" = {value!r}"[:120]
@@ -200,10 +419,11 @@ def validate_model_config(config: Any, source: str = "stored model config") -> N
 
     def walk(node: Any, where: str) -> None:
         if isinstance(node, Mapping):
-            if "_target_" in node:  # a node's own target first, then what it would be called with
-                why = _target_refusal(node["_target_"])
+            target = node.get("_target_")
+            if target is not None or "_target_" in node:  # a node's own target first, then its arguments
+                why = _target_refusal(target)
                 if why:
-                    refuse(f"{where}._target_" if where else "_target_", why, node["_target_"])
+                    refuse(f"{where}._target_" if where else "_target_", why, target)
             for key, value in node.items():
                 if not isinstance(key, str):
                     refuse(f"{where or '<root>'}", f"key {key!r} is not a string")
@@ -212,6 +432,8 @@ def validate_model_config(config: Any, source: str = "stored model config") -> N
                     refuse(path, "_args_ must be a list")
                 elif key.startswith("_") and key.endswith("_") and key not in _HYDRA_KEYS:
                     refuse(path, "unknown Hydra special key")
+                elif isinstance(target, str) and (why := _argument_refusal(target, key, value)):
+                    refuse(path, why, value)
                 walk(value, path)
         elif isinstance(node, (list, tuple)):
             for i, value in enumerate(node):
@@ -219,6 +441,8 @@ def validate_model_config(config: Any, source: str = "stored model config") -> N
         elif isinstance(node, str):
             if "${" in node:
                 refuse(where, "unresolved interpolation in a stored config", node)
+            if _REMOTE.match(node):
+                refuse(where, "a stored config may name local files only, not URLs or model-hub ids", node)
         elif not (node is None or isinstance(node, (bool, int, float))):
             refuse(where, f"a {type(node).__name__} is not a plain config value")
 
@@ -226,17 +450,29 @@ def validate_model_config(config: Any, source: str = "stored model config") -> N
         raise CheckpointError(f"{source} is a {type(config).__name__}, not a mapping")
     if "_target_" not in config:
         raise CheckpointError(f"{source} has no _target_: it does not say which model to build")
+    _check_extent(config, source)
+    if config.get("_partial_"):
+        refuse("_partial_", "the stored model must be built, not deferred", config["_partial_"])
     walk(config, "")
 
 
-def instantiate_model_config(config: Mapping, source: str = "stored model config"):
-    """:func:`validate_model_config`, then Hydra's ``instantiate``: the only way the suite builds a stored config."""
+def instantiate_model_config(config: Mapping, source: str = "stored model config", origin: str | Path | None = None):
+    """:func:`validate_model_config`, then Hydra's ``instantiate``: the only way the suite builds a stored config.
+
+    Builds with the model hubs offline (:func:`hub_offline`); ``origin``, the file the config was read from, is
+    recorded so that checkpoints the config names are read one level deep at most (:func:`check_reference`)."""
+    validate_model_config(config, source)
+    return _instantiate(config, origin)
+
+
+def _instantiate(config: Mapping, origin: str | Path | None):
+    """Hydra's ``instantiate`` of an already validated config, hubs offline, ``origin`` recorded."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    validate_model_config(config, source)
     try:
-        return instantiate(dict(config))
+        with hub_offline(), _building_from(origin):
+            return instantiate(dict(config))
     except InstantiationException as e:  # a checkpoint error raised while building (e.g. a stage file): say it as is
         cause = e.__cause__
         while isinstance(cause, InstantiationException):
@@ -276,11 +512,36 @@ def state_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any]) -> tup
     return missing, unexpected, shapes
 
 
+def _dtype_kind(t: torch.Tensor) -> str:
+    return "complex" if t.is_complex() else "floating" if t.is_floating_point() else str(t.dtype)
+
+
+def dtype_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """[(key, expected dtype, found dtype)] of tensors whose kind differs (integers where floats are expected, or
+    another integer type); floating types may differ in precision (load_state_dict casts them)."""
+    return [(k, str(expected[k].dtype), str(found[k].dtype)) for k in expected
+            if k in found and torch.is_tensor(found[k]) and torch.is_tensor(expected[k])
+            and _dtype_kind(expected[k]) != _dtype_kind(found[k])]
+
+
+def check_finite(state: Mapping[str, Any], source: str, keys=None) -> None:
+    """Refuse weights holding NaN or infinity (they restore black or noise images) with
+    :class:`DamagedWeightsError` naming the first such tensor; ``keys``: only those (default all)."""
+    bad = [k for k in (state if keys is None else keys)
+           if torch.is_tensor(state.get(k)) and (state[k].is_floating_point() or state[k].is_complex())
+           and state[k].device.type != "meta" and not bool(torch.isfinite(state[k]).all())]
+    if bad:
+        raise DamagedWeightsError(f"{source} is refused: {len(bad)} tensor(s) hold NaN or infinity, e.g. {bad[0]}; "
+                                  "the weights are damaged (a diverged run or a corrupted file)")
+
+
 def mismatch_message(expected: Mapping[str, Any], found: Mapping[str, Any], source: str,
                      asked: str = "the config asks for") -> str | None:
-    """A few lines saying how the weights in ``found`` (from ``source``) differ from ``expected`` (None: they fit)."""
+    """A few lines saying how the weights in ``found`` (from ``source``) differ from ``expected`` in names,
+    shapes or dtypes (None: they fit)."""
     missing, unexpected, shapes = state_mismatch(expected, found)
-    if not (missing or unexpected or shapes):
+    dtypes = dtype_mismatch(expected, found)
+    if not (missing or unexpected or shapes or dtypes):
         return None
     held, wanted = describe_state(found), describe_state(expected)
     lines = [f"{source} does not fit the model: "
@@ -294,6 +555,9 @@ def mismatch_message(expected: Mapping[str, Any], found: Mapping[str, Any], sour
     if unexpected:
         lines.append(f"{len(unexpected)} tensor(s) in the file the model does not have, e.g. "
                      f"{', '.join(unexpected[:3])}")
+    if dtypes:
+        k, e, f = dtypes[0]
+        lines.append(f"{len(dtypes)} tensor(s) of the wrong dtype, e.g. {k}: file {f} vs model {e}")
     return "\n".join(lines)
 
 
@@ -304,19 +568,46 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
         raise CheckpointError(f"{source}: 'state_dict' is a {type(state_dict).__name__}, not a mapping of tensors")
     if getattr(model, "weights_from_files", False) and not state_dict:
         return model  # e.g. a Diff-Restorer pipeline checkpoint: the weights are in the stage files it names
-    message = mismatch_message(model.state_dict(), state_dict, source, asked)
+    expected = model.state_dict()
+    message = mismatch_message(expected, state_dict, source, asked)
     if message:
         raise CheckpointMismatchError(message)
+    check_finite(state_dict, source, keys=expected)
     model.load_state_dict(state_dict)
     return model
 
 
 # ---------------------------------------------------------------------------------------------- building models
-def build_from_config(config: dict, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint"):
-    """Validate and instantiate a stored model config, load its weights, and return the model in eval mode.
+def _without_weight_init(config: Mapping) -> dict:
+    """``config`` with :data:`WEIGHT_INIT_ARGUMENTS` set to None at its root (the state dict replaces them)."""
+    return {k: (None if k in WEIGHT_INIT_ARGUMENTS else v) for k, v in config.items()}
 
-    The one place a stored config is checked (:func:`instantiate_model_config`): once per load, after any edit."""
-    model = instantiate_model_config(config, f"model config of {source}")
+
+def check_sizes_before_building(config: Mapping, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Build ``config`` (validated) on the meta device (shapes only, no memory) and refuse it with
+    :class:`CheckpointMismatchError` if the weights' shapes or dtypes differ: a config asking for a model far
+    larger than its file (``net.dim: 4096`` beside DiffUIR-T weights) is refused before anything is allocated."""
+    with torch.device("meta"):
+        probe = _instantiate(config, origin=source)
+    if getattr(probe, "weights_from_files", False) and not state_dict:
+        return
+    message = mismatch_message(probe.state_dict(), state_dict, source)
+    if message:
+        raise CheckpointMismatchError(message)
+
+
+def build_from_config(config: dict, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint"):
+    """Validate a stored model config, check it against its weights' shapes on the meta device, build it, load
+    its weights (dtypes and finiteness checked), and return the model in eval mode.
+
+    The one place a stored config is checked (:func:`validate_model_config`): once per load, after any edit."""
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(f"{source}: 'state_dict' is a {type(state_dict).__name__}, not a mapping of tensors")
+    validate_model_config(config, f"model config of {source}")
+    build = _without_weight_init(config) if state_dict else dict(config)
+    if state_dict:
+        check_sizes_before_building(build, state_dict, source)
+    model = _instantiate(build, origin=source)
     load_state_dict_checked(model, state_dict, source)
     model.model_config = config
     return model.eval()
@@ -364,6 +655,9 @@ def read_export(path: str | Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
         if not needed.is_file():
             raise FileNotFoundError(f"export folder {folder} lacks {needed.name} (written by `python -m src.export "
                                     "--format safetensors`)")
+    if config_file.stat().st_size > MAX_CONFIG_BYTES:
+        raise UnsafeCheckpointError(f"{config_file} is refused: {config_file.stat().st_size:,} bytes, more than the "
+                                    f"{MAX_CONFIG_BYTES:,} an export's config may have")
     try:
         info = yaml.safe_load(config_file.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
@@ -419,17 +713,18 @@ def load_restoration_model(path: str | Path, map_location: str | torch.device = 
         raise FileNotFoundError(f"checkpoint not found: {path} (train one with `python -m src.train ...`; "
                                 "checkpoints are written to <run dir>/checkpoints/last.ckpt)")
     info = None
-    if is_export(path):
-        info, config, state = read_export(path)
-    else:
-        ckpt = read_checkpoint(path, map_location)
-        if MODEL_CONFIG_KEY not in ckpt and run_config is not None:
-            model = _build_from_run_config(ckpt, run_config, path, run_name)
-            return model.to(map_location) if map_location is not None else model
-        config, state = stored_config(ckpt, path), _state_dict_of(ckpt, path)
-    if edit is not None:
-        edit(config)
-    model = build_from_config(config, state, source=str(path))
+    with hub_offline():
+        if is_export(path):
+            info, config, state = read_export(path)
+        else:
+            ckpt = read_checkpoint(path, map_location)
+            if MODEL_CONFIG_KEY not in ckpt and run_config is not None:
+                model = _build_from_run_config(ckpt, run_config, path, run_name)
+                return model.to(map_location) if map_location is not None else model
+            config, state = stored_config(ckpt, path), _state_dict_of(ckpt, path)
+        if edit is not None:
+            edit(config)
+        model = build_from_config(config, state, source=str(path))
     if info is not None:
         model.export_info = info
     return model.to(map_location) if map_location is not None else model

@@ -54,7 +54,20 @@ from src.utils.atomic import atomic_write_bytes
 # what a folder is scanned for (files given by name are tried whatever their extension)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm",
                     ".tga")
-DEFAULT_MAX_PIXELS = 2 * (Image.MAX_IMAGE_PIXELS or 89_478_485)  # Pillow's decompression-bomb error threshold
+# One memory budget for restoring an image, from which the pixel limit is derived. A restore holds several
+# full-size copies of the image (decoded uint8/uint16, float32 input, padded input, float32 output and blending
+# weights, the uint8 result being encoded): ~47 bytes per pixel, measured as the 7.9 GB peak of a 13000×13000
+# restore on CPU (issue 23). The default budget, 4 GiB, allows ~89 million pixels (Pillow's own bomb threshold).
+RESTORE_BYTES_PER_PIXEL = 48
+DEFAULT_MEMORY_BUDGET = 4 << 30
+
+
+def max_pixels_for_budget(budget_bytes: int = DEFAULT_MEMORY_BUDGET) -> int:
+    """The largest image (pixels) whose restore fits ``budget_bytes`` of memory, full-size copies included."""
+    return max(1, int(budget_bytes) // RESTORE_BYTES_PER_PIXEL)
+
+
+DEFAULT_MAX_PIXELS = max_pixels_for_budget()
 ORIENTATION_TAG = 0x0112
 _RGB_CONVERTIBLE = {"RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 _GRAY16_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -283,9 +296,11 @@ def _header(im: Image.Image, path: Path, max_pixels: int | None) -> ImageInfo:
     if im.mode not in _SUPPORTED_MODES:
         raise _unsupported_mode(path, im.mode)
     if max_pixels is not None and width * height > max_pixels:
+        need = width * height * RESTORE_BYTES_PER_PIXEL / (1 << 30)
         raise ImageReadError(path, f"{width}×{height} = {width * height:,} pixels is more than the limit of "
-                                   f"{max_pixels:,}", "a smaller image, or a higher max_pixels (src.restore: "
-                                   "--max-pixels)", "too_large")
+                                   f"{max_pixels:,} (restoring it would need ~{need:.1f} GiB of memory at "
+                                   f"{RESTORE_BYTES_PER_PIXEL} bytes per pixel)", "a smaller image, or a higher "
+                                   "pixel limit (src.restore / src.app: --max-pixels N, 0 for none)", "too_large")
     orientation = _orientation(im, path)
     bits = 8
     try:
@@ -478,10 +493,15 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, like: LoadedImage, *, 
     """Write restored float RGB ``rgb`` (H×W×3) to ``path`` in ``like``'s layout, atomically; returns notes.
 
     The format follows ``path``'s extension. With ``overwrite=False`` an existing file is never replaced
-    (:class:`FileExistsError`).
+    (:class:`FileExistsError`). A result holding NaN or infinity (damaged weights, an overflow) is refused with a
+    :class:`ValueError`: a failed image, never written as black or noise and counted "restored".
     """
     if rgb.shape[:2] != (like.height, like.width):
         raise ValueError(f"restored image is {rgb.shape[1]}×{rgb.shape[0]}, the input {like.width}×{like.height}")
+    finite = np.isfinite(rgb)
+    if not finite.all():
+        raise ValueError(f"the restored image holds {int(finite.size - finite.sum()):,} NaN/infinite value(s) "
+                         "(damaged weights or a numerical overflow); nothing was written")
     data, notes = encode_image(rgb, like, output_format(path), jpeg_quality)
     atomic_write_bytes(path, data, overwrite=overwrite)
     return notes
