@@ -166,13 +166,15 @@ class DiffRestorerPipeline(nn.Module):
 
     @torch.no_grad()
     def restore(self, lq: torch.Tensor, steps: int | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Restore B×3×H×W images in [0, 1] of any size (one image: a batch of one)."""
+                generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
+        """Restore B×3×H×W images in [0, 1] of any size (one image: a batch of one); ``callback(done, total)``
+        after each sampling step."""
         if lq.dim() == 3:
-            return self.restore(lq[None], steps, generator)[0]
+            return self.restore(lq[None], steps, generator, callback)[0]
         h, w = lq.shape[-2:]
         prompts = self.stage1.visual_prompts(lq)
-        z, lq_p = self.stage1.sample_latents(lq, steps or self.sampling_steps, generator, prompts=prompts)
+        z, lq_p = self.stage1.sample_latents(lq, steps or self.sampling_steps, generator, prompts=prompts,
+                                             callback=callback)
         p_d = None if self.stage2 is None else self.decoder_degradation_embedding(lq, prompts["p_clip"])
         image = self.decode(z, lq_p, p_d, generator)
         return ((image.float() + 1) / 2).clamp(0, 1)[..., :h, :w]
