@@ -363,7 +363,8 @@ def write_report(out_dir: str | Path, title: str, results: list[SetResult], unav
             + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _summary_cells(r)) + "</tr>"
                       for r in summary) + "</tbody></table></div>"]
     if chart is not None:
-        page.append("<img class='chart' src='summary.png' alt='per-task PSNR (dB) and SSIM: input, restored, paper'>")
+        page.append("<a href='summary.png'><img class='chart' src='summary.png' alt='per-task PSNR (dB) and SSIM: "
+                    "input, restored, paper'></a>")
     else:
         page.append("<p class='note'>No chart: matplotlib is not installed.</p>")
     page += ["<h2>Run</h2>", "<ul>"]
