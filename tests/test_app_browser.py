@@ -41,7 +41,7 @@ pytestmark = [
     pytest.mark.skipif(bool(_missing), reason=f"not installed: {', '.join(_missing)} (make test-browser)"),
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no browser at {CHROMIUM} (apt-get install chromium)"),
 ]
-START_TIMEOUT = 240  # s: importing Gradio and torch on two busy cores
+START_TIMEOUT = 480  # s: importing Gradio and torch, loading and timing the model, on two busy cores
 
 
 def _free_port() -> int:
