@@ -28,17 +28,23 @@ restore: setup  ## make restore ARGS="photos/ --ckpt logs/.../checkpoints/last.c
 test: setup  ## fast tests (CI): skips slow and GPU tests
 	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
-app: setup  ## the web app on 127.0.0.1:7860: make app [CKPT=path] [ARGS="--ckpt other.ckpt --host 0.0.0.0"]
-	@$(PY) -c "import gradio" 2>/dev/null || .venv/bin/pip install -q -e ".[app]"
-	@ckpt="$(CKPT)"; \
-	if [ -z "$$ckpt" ]; then ckpt=$$(ls -1 logs/diffuir_t_demo/runs/*/checkpoints/last.ckpt 2>/dev/null | sort | tail -n 1); fi; \
-	$(ENV) $(PY) -m src.app $${ckpt:+--ckpt $$ckpt} $(ARGS)
+app: .venv/.app-installed  ## the web app on 127.0.0.1:7860 (installs Gradio into .venv first): make app [CKPT=path] [ARGS="--host 0.0.0.0"]
+	@demo=$$(ls -1 logs/diffuir_t_demo/runs/*/checkpoints/last.ckpt 2>/dev/null | sort | tail -n 1); \
+	ckpts="$(CKPT)"; [ -n "$$ckpts" ] || ckpts="src/pretrained/diffuir_t_builtin $$demo"; \
+	$(ENV) $(PY) -m src.app $$(for c in $$ckpts; do printf -- '--ckpt %s ' "$$c"; done) $(ARGS)
 
-test-browser: setup  ## src.app driven in headless Chromium (installs Debian's chromium, .[app] and playwright)
+.venv/.app-installed: .venv/.installed pyproject.toml  ## the app's extra (gradio), once and after pyproject changes
+	.venv/bin/pip install -q -e ".[app]"
+	touch $@
+
+.venv/.browser-installed: .venv/.installed pyproject.toml
+	.venv/bin/pip install -q -e ".[browser]"
+	touch $@
+
+test-browser: .venv/.browser-installed  ## src.app and the report page in headless Chromium (installs Debian's chromium, .[browser]); screenshots -> experiments/app/
 	@[ -x /usr/bin/chromium ] || { s=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$s apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -qq chromium; }
-	@$(PY) -c "import gradio, playwright" 2>/dev/null || .venv/bin/pip install -q -e ".[browser]"
-	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q -m browser tests/test_app_browser.py
+	$(ENV) OMP_NUM_THREADS=1 UIR_APP_SCREENSHOTS=$(or $(SCREENSHOTS),experiments/app) $(PY) -m pytest -q -m browser tests/test_app_browser.py
 
 CORETYPES ?= unset Haswell SkylakeX Sandybridge Prescott
 test-cpus: setup  ## the fast suite once per OpenBLAS kernel (numerics must hold on any x86-64 CPU; not in CI: ~5x make test)

@@ -139,6 +139,10 @@ def check_settings(steps: int | None = None, seed: int = 0, tile: int = 0, overl
     return problems
 
 
+class Cancelled(Exception):
+    """Raised by :meth:`Restorer.restore` when its ``should_stop()`` says so (checked after every sampling step)."""
+
+
 class Restorer:
     """Restores H×W×3 float images with a model of the suite: padding, tiling, seeded noise, precision.
 
@@ -163,6 +167,7 @@ class Restorer:
             raise ValueError(f"--tile-overlap must be in [0, {self.tile}) for tiles of {self.tile} pixels")
         self.overlap, self.tile_batch = int(overlap), max(1, int(tile_batch))
         self.takes_noise = takes_noise(model)
+        self.reports_steps = "callback" in inspect.signature(model.restore).parameters
         self.detects = callable(getattr(model, "detect_degradation", None))
 
     def _autocast(self):
@@ -171,15 +176,16 @@ class Restorer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def _restore_batch(self, lq: torch.Tensor, boxes, field: BlockNoise) -> torch.Tensor:
+    def _restore_batch(self, lq: torch.Tensor, boxes, field: BlockNoise, callback=None) -> torch.Tensor:
         lq = lq.to(self.device, torch.float32)
+        extra = {"callback": callback} if callback is not None and self.reports_steps else {}
         with torch.inference_mode(), self._autocast():
             if self.takes_noise:
                 noise = torch.stack([field.crop(*box) for box in boxes]).to(self.device)
-                out = self.model.restore(lq, steps=self.steps, noise=noise)
+                out = self.model.restore(lq, steps=self.steps, noise=noise, **extra)
             else:
                 gen = torch.Generator(device=self.device).manual_seed(mix_seed(self.seed, *boxes[0][:2]))
-                out = self.model.restore(lq, steps=self.steps, generator=gen)
+                out = self.model.restore(lq, steps=self.steps, generator=gen, **extra)
         return out.float().clamp(0, 1).cpu()
 
     def num_tiles(self, height: int, width: int) -> int:
@@ -189,19 +195,39 @@ class Restorer:
             return 1
         return len(tile_boxes(h, w, self.tile, self.overlap))
 
-    def restore(self, rgb: np.ndarray, progress=None) -> np.ndarray:
-        """Restore one float32 H×W×3 image in [0, 1]; returns the same shape. ``progress(n)`` counts tiles."""
+    def restore(self, rgb: np.ndarray, progress=None, step_progress=None, should_stop=None) -> np.ndarray:
+        """Restore one float32 H×W×3 image in [0, 1]; returns the same shape. ``progress(n)`` counts tiles;
+        ``step_progress(done, total)`` counts sampling steps over the whole image (models whose ``restore`` takes a
+        ``callback``); ``should_stop()`` is checked after every step and tile and raises :class:`Cancelled`."""
         x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)
         padded, (h, w) = pad_to_multiple(x, self.multiple)
         field = BlockNoise(self.seed, channels=padded.shape[0])
         ph, pw = padded.shape[-2:]
-        if self.tile and (ph > self.tile or pw > self.tile):
-            out = tiled_apply(lambda t, b: self._restore_batch(t, b, field), padded, self.tile, self.overlap,
-                              self.tile_batch, progress)
-        else:
-            out = self._restore_batch(padded[None], [(0, 0, ph, pw)], field)[0]
+        calls, call = math.ceil(self.num_tiles(h, w) / self.tile_batch), [0]
+
+        def check() -> None:
+            if should_stop is not None and should_stop():
+                raise Cancelled("stopped")
+
+        def on_step(done: int, total: int) -> None:
+            if step_progress is not None:
+                step_progress(call[0] * total + done, calls * total)
+            check()
+
+        def on_tiles(n: int) -> None:
+            call[0] += 1
             if progress is not None:
-                progress(1)
+                progress(n)
+            check()
+
+        check()
+        callback = on_step if step_progress is not None or should_stop is not None else None
+        if self.tile and (ph > self.tile or pw > self.tile):
+            out = tiled_apply(lambda t, b: self._restore_batch(t, b, field, callback), padded, self.tile,
+                              self.overlap, self.tile_batch, on_tiles)
+        else:
+            out = self._restore_batch(padded[None], [(0, 0, ph, pw)], field, callback)[0]
+            on_tiles(1)
         return out[:, :h, :w].permute(1, 2, 0).numpy()
 
     def detect(self, rgb: np.ndarray) -> list[str] | None:

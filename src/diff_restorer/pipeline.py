@@ -154,11 +154,12 @@ class DiffRestorerPipeline(nn.Module):
     # ------------------------------------------------------------------ restoration
     @torch.no_grad()
     def restore(self, lq: torch.Tensor, steps: int | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Restore B×3×H×W images in [0, 1] of any size (one image: a batch of one): :func:`restore_with_stages`."""
+                generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
+        """Restore B×3×H×W images in [0, 1] of any size (one image: a batch of one): :func:`restore_with_stages`;
+        ``callback(done, total)`` after each sampling step."""
         if lq.dim() == 3:
-            return self.restore(lq[None], steps, generator)[0]
-        return restore_with_stages(self.stage1, self.stage2, lq, steps or self.sampling_steps, generator)
+            return self.restore(lq[None], steps, generator, callback)[0]
+        return restore_with_stages(self.stage1, self.stage2, lq, steps or self.sampling_steps, generator, callback)
 
     @torch.no_grad()
     def detect_degradation(self, lq: torch.Tensor) -> list[str]:

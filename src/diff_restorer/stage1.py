@@ -230,14 +230,14 @@ class DiffRestorerStage1(PartialStateDictMixin, StoredConfigMixin, RestorationEv
 
     @torch.no_grad()
     def sample_latents(self, lq: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
-                       conditioning_scale: float | None = None,
-                       prompts: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       conditioning_scale: float | None = None, prompts: dict[str, torch.Tensor] | None = None,
+                       callback=None) -> tuple[torch.Tensor, torch.Tensor]:
         """UniPC sampling of the latents of B×3×H×W LQ images in [0, 1]: ``(z, lq_padded)``.
 
         ``z`` is on the VAE's own scale (``vae.decode(z)`` decodes it; the padded size ÷ the VAE factor), so any
         decoder can finish the job: the SD VAE decoder in :meth:`restore`, the stage-2 Degradation-aware Decoder
         in :class:`~src.diff_restorer.pipeline.DiffRestorerPipeline`. ``prompts``: precomputed
-        :meth:`visual_prompts` of ``lq``.
+        :meth:`visual_prompts` of ``lq``. ``callback(done, total)``: called after each sampling step.
         """
         prompts = self.visual_prompts(lq) if prompts is None else prompts
         lq_p = self.pad(lq)
@@ -248,17 +248,19 @@ class DiffRestorerStage1(PartialStateDictMixin, StoredConfigMixin, RestorationEv
         shape = (lq.shape[0], self.unet.config.in_channels, lq_p.shape[-2] // self.vae_factor,
                  lq_p.shape[-1] // self.vae_factor)
         z = randn_tensor(shape, generator=generator, device=lq.device, dtype=lq.dtype) * sched.init_noise_sigma
-        for t in sched.timesteps:
+        for i, t in enumerate(sched.timesteps, 1):
             eps = self.predict_noise(sched.scale_model_input(z, t), t, context, control, conditioning_scale)
             z = sched.step(eps, t, z).prev_sample
+            if callback is not None:
+                callback(i, len(sched.timesteps))
         return z / self.latent_scale, lq_p
 
     @torch.no_grad()
     def restore(self, lq: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
-                conditioning_scale: float | None = None) -> torch.Tensor:
+                conditioning_scale: float | None = None, callback=None) -> torch.Tensor:
         """Restore B×3×H×W images in [0, 1] of any size: UniPC sampling in latent space, SD VAE decoder."""
         h, w = lq.shape[-2:]
-        z, _ = self.sample_latents(lq, steps, generator, conditioning_scale)
+        z, _ = self.sample_latents(lq, steps, generator, conditioning_scale, callback=callback)
         image = self.vae.decode(z, return_dict=False)[0]
         return ((image.float() + 1) / 2).clamp(0, 1)[..., :h, :w]
 

@@ -74,13 +74,14 @@ def check_stages_fit(stage1: nn.Module, stage2: nn.Module | None) -> None:
 
 @torch.no_grad()
 def restore_with_stages(stage1: nn.Module, stage2: nn.Module | None, lq: torch.Tensor, steps: int | None = None,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
+                        generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
     """The whole Diff-Restorer restoration (§III): visual prompts of I_LQ, stage-1 UniPC sampling of the latents, then
     the stage-2 Degradation-aware Decoder (P_D from stage 2's B_d, on stage 1's CLIP embedding when both stages share
-    one encoder), or without ``stage2`` the SD VAE decoder ("Ours_S"). B×3×H×W in [0, 1], cropped to ``lq``'s size."""
+    one encoder), or without ``stage2`` the SD VAE decoder ("Ours_S"). B×3×H×W in [0, 1], cropped to ``lq``'s size;
+    ``callback(done, total)`` after each sampling step."""
     h, w = lq.shape[-2:]
     prompts = stage1.visual_prompts(lq)
-    z, lq_p = stage1.sample_latents(lq, steps, generator, prompts=prompts)
+    z, lq_p = stage1.sample_latents(lq, steps, generator, prompts=prompts, callback=callback)
     if stage2 is None:
         image = stage1.vae.decode(z, return_dict=False)[0]
     else:

@@ -83,8 +83,11 @@ class ResidualDiffusion(nn.Module):
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         return_trajectory: bool = False,
+        callback=None,
     ):
         """Restore ``x_in`` ([−1, 1]) with Algorithm 2 using the DDIM-style update of Eq. 8.
+
+        ``callback(done, total)``, if given, is called after each step (progress bars; it may raise to stop).
 
         Start: I_T = (1 − ᾱ_T + c_T)·I_in + s·ε — with EC on this is the released (1 − δ̄_T)·I_in + 0.1·ε
         (``start_noise_std`` s = 0.1: the released sampler starts far below the trained noise level β̄_T ≈ 1).
@@ -101,7 +104,7 @@ class ResidualDiffusion(nn.Module):
         x = start_coef * x_in + self.start_noise_std * noise
         trajectory = [x]
         batch = x_in.shape[0]
-        for t, t_next in zip(times[:-1], times[1:]):
+        for i, (t, t_next) in enumerate(zip(times[:-1], times[1:]), 1):
             t_vec = torch.full((batch,), t, device=x_in.device, dtype=torch.long)
             res = self.predict_residual(net, x, x_in, t_vec)
             if self.clip_residual:
@@ -115,4 +118,6 @@ class ResidualDiffusion(nn.Module):
                     delta = delta + alpha
                 x = x - alpha * res + delta * x_in
             trajectory.append(x)
+            if callback is not None:
+                callback(i, len(times) - 1)
         return trajectory if return_trajectory else x

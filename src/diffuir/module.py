@@ -107,14 +107,16 @@ class DiffUIRModule(StoredConfigMixin, RestorationEvalMixin, L.LightningModule):
 
     @torch.no_grad()
     def restore(self, lq: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
-                noise: torch.Tensor | None = None):
+                noise: torch.Tensor | None = None, callback=None):
         """Restore B×3×H×W images in [0, 1] of any size (the U-Net pads and crops back).
 
         ``noise``: the sampler's start noise, shaped like ``lq`` (drawn with ``generator`` when None); tiled
         restoration (``src.restore``) passes each tile its crop of one noise field over the whole image.
+        ``callback(done, total)``: called after each sampling step.
         """
         net = self.inference_net if self.inference_net is not None else self.eval_net
-        out = self.diffusion.sample(net, lq * 2 - 1, steps=steps, noise=noise, generator=generator)
+        out = self.diffusion.sample(net, lq * 2 - 1, steps=steps, noise=noise, generator=generator,
+                                    callback=callback)
         return (out + 1) / 2
 
     def use_engine(self, name: str = "auto", device: torch.device | str | None = None, precision: str = "32") -> str:

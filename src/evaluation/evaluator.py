@@ -386,7 +386,7 @@ def evaluate(cfg: DictConfig) -> dict:
     result["paths"]["report"] = write_report(out_dir, f"{cfg.task_name}: evaluation", result["results"], unavailable,
                                              meta)
     result["unavailable"] = unavailable
-    rank_zero_info(f"Outputs in {out_dir}\n  report: {result['paths']['report']['report_md']}"
+    rank_zero_info(f"Outputs in {out_dir}\n  report: {result['paths']['report']['report_html']} (open it in a browser)"
                    f"\n  tensorboard: tensorboard --logdir {out_dir}"
                    f"\n  wall time: {time.perf_counter() - started:.0f} s")
     return result

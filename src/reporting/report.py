@@ -120,8 +120,9 @@ def _row_notes(result: SetResult) -> list[str]:
     return [f"{row['task']}: {row['notes']}" for row in result.rows if row.get("notes")]
 
 
-def set_table_markdown(result: SetResult, unavailable: dict) -> str:
-    """The set's table in Markdown; under it the metrics not computed (once each) and the notes."""
+def set_table_markdown(result: SetResult, unavailable: dict, list_missing: bool = True) -> str:
+    """The set's table in Markdown; under it the metrics not computed (once each; ``list_missing=False``: not here,
+    the report page lists them once for all sets) and the notes."""
     cols = table_columns(result, unavailable)
     lines = [f"### {result.title or result.name}", ""] if (result.title or result.name) else []
     lines += ["| " + " | ".join(h for _, h in cols) + " |",
@@ -129,7 +130,7 @@ def set_table_markdown(result: SetResult, unavailable: dict) -> str:
     for row in result.rows:
         lines.append("| " + " | ".join(_cell(k, row) for k, _ in cols) + " |")
     lines.append("")
-    missing = not_computed_lines(result, unavailable)
+    missing = not_computed_lines(result, unavailable) if list_missing else []
     if missing:
         lines.append("Not computed: " + "; ".join(missing) + "  ")
     for note in [*_row_notes(result), *result.notes]:
@@ -174,18 +175,37 @@ def write_per_image_csv(records: list[dict], metrics: list[str], path: str | Pat
 
 
 def _html_table(result: SetResult, unavailable: dict) -> str:
+    """The set's table (in a box that scrolls sideways on a narrow window) and its notes; the metrics not computed
+    are listed once for the whole page (:func:`_not_computed_html`)."""
     cols = table_columns(result, unavailable)
     head = "".join(f"<th>{html.escape(h)}</th>" for _, h in cols)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(k, row))}</td>" for k, _ in cols) + "</tr>"
                    for row in result.rows)
-    missing = not_computed_lines(result, unavailable)
-    notes = f"<p class='note'>Not computed: {html.escape('; '.join(missing))}</p>" if missing else ""
-    notes += "".join(f"<p class='note'>{html.escape(n)}</p>" for n in [*_row_notes(result), *result.notes])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}"
+    notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in [*_row_notes(result), *result.notes])
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{notes}"
+
+
+def _not_computed_html(unavailable: dict) -> str:
+    """The page's one list of metrics not computed: per metric, the files it needs (where they go, where they are
+    published) or why it failed."""
+    items = []
+    for name, err in unavailable.items():
+        label = METRICS[name].label if name in METRICS else name
+        missing = getattr(err, "missing", None) or []
+        if missing:
+            needs = "; ".join(f"<code>{html.escape(str(dest))}</code> (published at <a href='{html.escape(f.url)}'>"
+                              f"{html.escape(f.url)}</a>)" for f, dest in missing)
+            reason = getattr(err, "reason", None)
+            items.append(f"<li><b>{html.escape(label)}</b> needs {needs}" + (f" ({html.escape(reason)})" if reason
+                                                                                else "") + "</li>")
+        else:
+            items.append(f"<li><b>{html.escape(label)}</b>: {html.escape(err.reason or 'failed')}</li>")
+    return "<ul class='missing'>" + "".join(items) + "</ul>"
 
 
 # ---------------------------------------------------------------------------------------------- the summary
 SUMMARY_PAIRS = (("psnr", "PSNR (Y)"), ("ssim", "SSIM (Y)"))  # scored against psnr_in / ssim_in (also Y)
+AXIS_UNITS = {"psnr": "PSNR (Y) in dB, higher is better", "ssim": "SSIM (Y), 0 to 1 (no unit), higher is better"}
 
 
 def _paper_number(value) -> float | None:
@@ -231,13 +251,26 @@ SUMMARY_HEADERS = ["set", "task", "n", *[h for _, label in SUMMARY_PAIRS
 
 
 def summary_chart(rows: list[dict], path: str | Path, backend: str = "auto") -> Path | None:
-    """Bar chart of the summary: per task, PSNR and SSIM of the input, of the restored image (its gain written
-    above it) and the paper's number. None when matplotlib is not installed or there is nothing to plot."""
+    """Bar chart of the summary (:func:`summary_figure`) saved as PNG at ``path``. None when matplotlib is not
+    installed or there is nothing to plot."""
     from src.reporting.plots import pyplot_or_none
 
     plt = pyplot_or_none(backend)
+    fig = summary_figure(rows, plt) if plt is not None else None
+    if fig is None:
+        return None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def summary_figure(rows: list[dict], plt):
+    """The summary's bar chart: per task, PSNR (dB) and SSIM of the input, of the restored image (its gain written
+    above it) and the paper's number; axes labelled with their units. None when there is nothing to plot."""
     rows = [r for r in rows if r["task"] != "all" and any(r[m] is not None for m, _ in SUMMARY_PAIRS)]
-    if plt is None or not rows:
+    if not rows:
         return None
     several_sets = len({r["set"] for r in rows}) > 1
     names = [f"{r['set']}\n{r['task']}" if several_sets else r["task"] for r in rows]
@@ -259,25 +292,45 @@ def summary_chart(rows: list[dict], path: str | Path, backend: str = "auto") -> 
                 ax.annotate(f"{r[f'{metric}_gain']:+.{2 if metric == 'psnr' else 3}f}", (x, r[metric]),
                             xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=8)
         ax.set_xticks(list(xs), names, fontsize=8)
-        ax.set_title(f"{label}: input → restored (gain), paper", fontsize=10)
+        ax.set_xlabel("set / task" if several_sets else "task", fontsize=9)
+        ax.set_ylabel(AXIS_UNITS[metric], fontsize=9)
+        ax.set_title(f"{label}: input → restored (gain{' in dB' if metric == 'psnr' else ''}), paper", fontsize=10)
         ax.spines[["top", "right"]].set_visible(False)
         top = max((v for r in rows for v in (r[f"{metric}_in"], r[metric], r[f"paper_{metric}"]) if v is not None),
                   default=1.0)
         ax.set_ylim(0, top * 1.25)
     axes[0][0].legend(fontsize=8, frameon=False, loc="upper left", ncols=3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def _not_computed_md(unavailable: dict) -> list[str]:
+    """Markdown twin of :func:`_not_computed_html`."""
+    lines = []
+    for name, err in unavailable.items():
+        label = METRICS[name].label if name in METRICS else name
+        missing = getattr(err, "missing", None) or []
+        if missing:
+            lines.append(f"- **{label}** needs " + "; ".join(f"`{dest}` (published at {f.url})" for f, dest in missing))
+        else:
+            lines.append(f"- **{label}**: {err.reason or 'failed'}")
+    return lines
+
+
+REPORT_STYLE = (  # readable on a 390 px phone: nothing is wider than the window (tables scroll inside their box)
+    "body{font-family:sans-serif;margin:1em;max-width:1200px}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}"
+    "td:first-child,th:first-child{text-align:left}.scroll{overflow-x:auto;max-width:100%}"
+    "img{max-width:100%;height:auto}.chart{display:block;margin:1em 0}"
+    ".note{font-size:90%;color:#555;margin:2px 0}li,code,a{overflow-wrap:anywhere}"
+    ".missing{font-size:90%}")
 
 
 def write_report(out_dir: str | Path, title: str, results: list[SetResult], unavailable: dict,
                  meta: dict[str, str] | None = None) -> dict[str, Path]:
     """``report.md`` and ``report.html`` in ``out_dir``: the summary table and its bar chart (``summary.png``),
-    run facts, then per set its table and grids, then the metrics that were not computed with what each needs.
-    Image links are relative to ``out_dir``."""
+    run facts, then per set its table and grids, then (once for all sets) the metrics that were not computed with
+    what each needs. Image links are relative to ``out_dir``. The HTML page fits a phone's width."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = meta or {}
@@ -292,19 +345,20 @@ def write_report(out_dir: str | Path, title: str, results: list[SetResult], unav
     md += [f"- **{k}**: {v}" for k, v in meta.items()]
     md.append("")
     page = [f"<h1>{html.escape(title)}</h1>", "<h2 id='summary'>Summary</h2>",
-            "<table class='summary'><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in SUMMARY_HEADERS)
-            + "</tr></thead><tbody>"
+            "<div class='scroll'><table class='summary'><thead><tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in SUMMARY_HEADERS) + "</tr></thead><tbody>"
             + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _summary_cells(r)) + "</tr>"
-                      for r in summary) + "</tbody></table>"]
+                      for r in summary) + "</tbody></table></div>"]
     if chart is not None:
-        page.append("<img class='chart' src='summary.png' alt='per-task PSNR/SSIM gain beside the paper'>")
+        page.append("<a href='summary.png'><img class='chart' src='summary.png' alt='per-task PSNR (dB) and SSIM: "
+                    "input, restored, paper'></a>")
     else:
         page.append("<p class='note'>No chart: matplotlib is not installed.</p>")
     page += ["<h2>Run</h2>", "<ul>"]
     page += [f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in meta.items()]
     page.append("</ul>")
     for result in results:
-        md += [set_table_markdown(result, unavailable), ""]
+        md += [set_table_markdown(result, unavailable, list_missing=False), ""]
         page += [f"<h2>{html.escape(result.title or result.name)}</h2>", _html_table(result, unavailable)]
         for label, grid in result.grids.items():
             rel = Path(grid).resolve().relative_to(out_dir.resolve()).as_posix()
@@ -312,18 +366,14 @@ def write_report(out_dir: str | Path, title: str, results: list[SetResult], unav
             page += [f"<h3>{html.escape(label)} <small>LQ | restored | GT</small></h3>",
                      f"<img src='{html.escape(rel)}' alt='{html.escape(label)}'>"]
     if unavailable:
-        md += ["## Metrics not computed", ""]
-        page.append("<h2>Metrics not computed</h2>")
-        for err in unavailable.values():
-            md += ["```", err.explain(), "```", ""]
-            page.append(f"<pre>{html.escape(err.explain())}</pre>")
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-             "padding:2px 6px;text-align:right}td:first-child{text-align:left}img{max-width:100%}"
-             ".note{font-size:90%;color:#555;margin:2px 0}.chart{max-width:900px;display:block;margin:1em 0}")
+        md += ["## Metrics not computed", "", *_not_computed_md(unavailable), ""]
+        page += ["<h2 id='not-computed'>Metrics not computed</h2>", _not_computed_html(unavailable)]
     paths = {"report_md": out_dir / "report.md", "report_html": out_dir / "report.html"}
     if chart is not None:
         paths["summary_chart"] = chart
     paths["report_md"].write_text("\n".join(md).rstrip() + "\n")
-    paths["report_html"].write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-                                    f"</title><style>{style}</style></head><body>{''.join(page)}</body></html>\n")
+    paths["report_html"].write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
+        f"initial-scale=1'><title>{html.escape(title)}</title><style>{REPORT_STYLE}</style></head><body>"
+        f"{''.join(page)}</body></html>\n")
     return paths

@@ -11,6 +11,7 @@ from src.reporting.report import (
     aggregate,
     set_table_markdown,
     summary_chart,
+    summary_figure,
     summary_rows,
     write_per_image_csv,
     write_report,
@@ -78,6 +79,15 @@ def test_summary_rows_and_chart(tmp_path):
     assert Image.open(path).size[0] > 500
     assert summary_chart([], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
 
+    from src.reporting.plots import pyplot_or_none
+
+    plt = pyplot_or_none("matplotlib")
+    fig = summary_figure(rows, plt)
+    (psnr_ax, ssim_ax) = fig.axes[:2]
+    assert "dB" in psnr_ax.get_ylabel() and "PSNR" in psnr_ax.get_ylabel() and psnr_ax.get_xlabel() == "task"
+    assert "SSIM" in ssim_ax.get_ylabel() and "dB" not in ssim_ax.get_ylabel()
+    plt.close(fig)
+
 
 def test_report_opens_with_summary_table_and_chart(tmp_path):
     pytest.importorskip("matplotlib")
@@ -91,3 +101,23 @@ def test_report_opens_with_summary_table_and_chart(tmp_path):
     md = paths["report_md"].read_text()
     assert md.index("## Summary") < md.index("### builtin")
     assert "| builtin | low_light | 1 | 10.00 | 19.00 | +9.00 | 23.01 | 0.3000 | 0.7000 | +0.4000 | 0.880 |" in md
+
+
+def test_report_lists_metrics_not_computed_once_and_fits_a_phone(tmp_path):
+    from src.metrics.perceptual import WeightFile
+
+    weights = tmp_path / "weights" / "pyiqa" / "LPIPS_v0.1_alex-df73285e.pth"
+    url = "https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/LPIPS_v0.1_alex-df73285e.pth"
+    unavailable = {"lpips": MetricUnavailable("lpips", [(WeightFile("pyiqa/LPIPS_v0.1_alex-df73285e.pth", url),
+                                                         weights)]),
+                   "niqe": MetricUnavailable("niqe", reason="no weights: niqe.mat")}
+    paths = write_report(tmp_path, "demo", [_result()], unavailable, {"checkpoint": "x.ckpt"})
+    page, md = paths["report_html"].read_text(), paths["report_md"].read_text()
+    for text in (page, md):  # one list, one entry per metric, at the end
+        assert text.count(str(weights)) == 1 and text.count("no weights: niqe.mat") == 1
+        assert text.count("etrics not computed") == 1 and "Not computed:" not in text  # no per-set repeat
+    assert page.index("id='not-computed'") > page.index("<h2>builtin")
+    assert f"<a href='{url}'>" in page
+    # what keeps the page inside a 390 px window: the viewport, tables scrolling in their box, long words wrapping
+    assert "name='viewport' content='width=device-width" in page
+    assert page.count("<div class='scroll'><table") == 2 and "overflow-wrap:anywhere" in page
