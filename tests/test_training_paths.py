@@ -253,6 +253,6 @@ def test_missing_test_manifest_fails_before_training(manifests, tmp_path):
         train(cfg)
     assert time.perf_counter() - started < 30
     text = str(err.value)
-    assert f"data.testsets.gopro: {partial / 'gopro_test.csv'}" in text and "data.testsets.lol" in text
+    assert f"data.testsets.GoPro: {partial / 'gopro_test.csv'}" in text and "data.testsets.LOL" in text
     assert "python -m src.data.manifests build" in text
     assert not (tmp_path / "run").exists()  # nothing trained, nothing written
