@@ -11,7 +11,8 @@ import hydra
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src.reporting.tables import to_markdown
+from src.reporting.sweep_summary import TASKS_FILE, per_task_of_sets
+from src.reporting.tables import to_markdown, write_csv
 from src.utils.instantiate import build
 
 # conf/hydra/launcher/submitit_*.yaml write out the plugin's fields; Hydra also checks them against the plugin's
@@ -122,6 +123,16 @@ def scale_learning_rate(cfg: DictConfig) -> str:
             + (f" x {factor:.4g} ({rule} scaling)" if factor != 1 else ""))
 
 
+def test_set_tasks(datamodule) -> dict[str, str]:
+    """``{test set (row source): task}`` of a manifest DataModule's test rows, for sets of one task; {} otherwise
+    (the built-in data's groups are tasks already)."""
+    rows = getattr(getattr(datamodule, "test_set", None), "rows", None) or []
+    tasks: dict[str, set] = {}
+    for r in rows:
+        tasks.setdefault(r.source, set()).add(r.task)
+    return {s: next(iter(ts)) for s, ts in tasks.items() if len(ts) == 1}
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit, then test the final model; returns the test table and the paths of what was written."""
     started = time.perf_counter()
@@ -141,6 +152,10 @@ def train(cfg: DictConfig) -> dict:
         if trainer.is_global_zero:
             what = getattr(model, "test_description", "input vs restored")
             result["paths"] = model.save_test_report(out_dir, title=f"{cfg.task_name}: held-out test set, {what}")
+            set_tasks = test_set_tasks(datamodule)
+            if set_tasks:  # the papers' per-task columns (DiffUIR: rain = mean of its 5 sets)
+                result["paths"]["tasks_csv"] = write_csv(per_task_of_sets(model.test_rows, set_tasks),
+                                                         out_dir / TASKS_FILE)
             result["rows"] = model.test_rows
             rank_zero_info("\n" + to_markdown(model.test_rows, f"{cfg.task_name}: {what} (PSNR/SSIM on Y)"))
     ckpt = getattr(trainer.checkpoint_callback, "last_model_path", "") or "(none)"

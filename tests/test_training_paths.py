@@ -256,3 +256,20 @@ def test_missing_test_manifest_fails_before_training(manifests, tmp_path):
     assert f"data.testsets.GoPro: {partial / 'gopro_test.csv'}" in text and "data.testsets.LOL" in text
     assert "python -m src.data.manifests build" in text
     assert not (tmp_path / "run").exists()  # nothing trained, nothing written
+
+
+def test_paper_data_task_subset_tests_only_its_sets_and_writes_per_task_columns(manifests, tmp_path):
+    """data.tasks=[rain,low_light] on data=diffuir_tasks: only rain and low-light rows are drawn, only their test sets
+    are evaluated, and test_tasks.csv groups the five deraining sets into the paper's `rain` column."""
+    import csv
+
+    result = _run(["experiment=diffuir_t", *_data_overrides("diffuir_tasks", manifests), "data.tasks=[rain,low_light]",
+                   *FAST, *DIFFUIR_TINY, "trainer.limit_test_batches=1.0"], tmp_path)
+    assert _groups(result) == {"Rain100H", "Rain100L", "Test100", "Test1200", "Test2800", "LOL"}
+    with (tmp_path / "test_tasks.csv").open(newline="") as f:
+        tasks = {r["task"]: r for r in csv.DictReader(f)}
+    assert list(tasks) == ["rain", "low_light", "all"] and tasks["rain"]["n"] == "5"
+    rain_sets = [r["psnr_out"] for r in result["rows"] if r["task"] in DIFFUIR_SOURCES - {"LOL", "Snow100K-S",
+                                                                                         "Snow100K-L", "SOTS-outdoor",
+                                                                                         "GoPro"}]
+    assert float(tasks["rain"]["psnr_out"]) == pytest.approx(sum(rain_sets) / 5, rel=1e-6)
