@@ -123,7 +123,22 @@ def scale_learning_rate(cfg: DictConfig) -> str:
             + (f" x {factor:.4g} ({rule} scaling)" if factor != 1 else ""))
 
 
-def test_set_tasks(datamodule) -> dict[str, str]:
+def resume_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path``, or with ``auto_resume`` the run folder's last checkpoint when there is one: a job that SLURM
+    requeued (submitit reruns it with the same config, so the same folder) goes on from where it stopped."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    if not cfg.get("auto_resume"):
+        return None
+    folder = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath") or Path(cfg.paths.output_dir) / "checkpoints"
+    last = Path(folder) / "last.ckpt"
+    if last.is_file():
+        rank_zero_info(f"auto_resume: resuming from {last}")
+        return str(last)
+    return None
+
+
+def tasks_of_test_sets(datamodule) -> dict[str, str]:
     """``{test set (row source): task}`` of a manifest DataModule's test rows, for sets of one task; {} otherwise
     (the built-in data's groups are tasks already)."""
     rows = getattr(getattr(datamodule, "test_set", None), "rows", None) or []
@@ -144,7 +159,7 @@ def train(cfg: DictConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=False)
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(cfg))
     result: dict = {"output_dir": out_dir, "train_seconds": time.perf_counter() - started,
                     "global_step": trainer.global_step}
     if cfg.get("test", True):
@@ -152,7 +167,7 @@ def train(cfg: DictConfig) -> dict:
         if trainer.is_global_zero:
             what = getattr(model, "test_description", "input vs restored")
             result["paths"] = model.save_test_report(out_dir, title=f"{cfg.task_name}: held-out test set, {what}")
-            set_tasks = test_set_tasks(datamodule)
+            set_tasks = tasks_of_test_sets(datamodule)
             if set_tasks:  # the papers' per-task columns (DiffUIR: rain = mean of its 5 sets)
                 result["paths"]["tasks_csv"] = write_csv(per_task_of_sets(model.test_rows, set_tasks),
                                                          out_dir / TASKS_FILE)
