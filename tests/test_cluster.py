@@ -1,6 +1,7 @@
 """cluster=slurm: the SLURM job that hydra-submitit-launcher generates (nodes, tasks per node, GPUs, time) follows the
 trainer preset, checked on its real submission script without a cluster (a stand-in `sbatch` keeps the script and
-refuses the job, and an `srun` that is only looked for); a requeued job resumes from its run folder's last checkpoint (simulated on CPU)."""
+refuses the job, and an `srun` that is only looked for); a requeued job resumes from its run folder's last
+checkpoint (simulated on CPU)."""
 
 from __future__ import annotations
 
