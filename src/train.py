@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src.reporting.sweep_summary import TASKS_FILE, per_task_of_sets
 from src.reporting.tables import to_markdown, write_csv
 from src.utils.instantiate import build
+from src.utils.loggers import config_params
 
 # conf/hydra/launcher/submitit_*.yaml write out the plugin's fields; Hydra also checks them against the plugin's
 # schema of the same name, and says that this check is deprecated
@@ -123,6 +124,19 @@ def scale_learning_rate(cfg: DictConfig) -> str:
             + (f" x {factor:.4g} ({rule} scaling)" if factor != 1 else ""))
 
 
+PATH_KEYS = ("model.stage1_ckpt", "model.init_from_official")  # files a model reads, stored in its checkpoint
+
+
+def resolve_model_paths(cfg: DictConfig) -> None:
+    """Make the model's file paths absolute (in place) before the model config is built and stored in checkpoints:
+    a stage-2 checkpoint then names its stage-1 checkpoint wherever it is loaded from, not only from the folder the
+    training was started in."""
+    for key in PATH_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value and not Path(str(value)).expanduser().is_absolute():
+            OmegaConf.update(cfg, key, str(Path(str(value)).expanduser().resolve()), merge=False)
+
+
 def resume_path(cfg: DictConfig) -> str | None:
     """``ckpt_path``, or with ``auto_resume`` the run folder's last checkpoint when there is one: a job that SLURM
     requeued (submitit reruns it with the same config, so the same folder) goes on from where it stopped."""
@@ -153,11 +167,14 @@ def train(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     check_required(cfg)
     rank_zero_info(scale_learning_rate(cfg))
+    resolve_model_paths(cfg)
     datamodule, model, trainer = build(cfg)
     check_manifests(datamodule, train=bool(cfg.get("train", True)), test=bool(cfg.get("test", True)))
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=False)
+    for run_logger in trainer.loggers:  # the whole config, not only the module's arguments (rank 0 writes)
+        run_logger.log_hyperparams(config_params(cfg))
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(cfg))
     result: dict = {"output_dir": out_dir, "train_seconds": time.perf_counter() - started,
