@@ -106,10 +106,16 @@ def test_paper_experiments_train_the_paper_by_default(compose_cfg, size, tmp_pat
 
 
 def test_demo_and_photos_experiments_keep_their_recipes(compose_cfg, tmp_path):
+    from src.train import effective_batch, scale_learning_rate
+
     demo = compose_cfg(["experiment=diffuir_t_demo"], tmp_path)
+    own = OmegaConf.load(CONF / "experiment" / "diffuir_t_demo.yaml")  # the lead's file: its values, unscaled
     assert demo.data._target_ == "src.data.datamodule.BuiltinDataModule" and demo.lr_scaling is None
-    assert (demo.data.batch_size, demo.data.patch_size, demo.model.optimizer.lr, demo.trainer.max_steps,
-            demo.trainer.accumulate_grad_batches, demo.trainer.accelerator) == (8, 64, 1.5e-3, 300, 1, "cpu")
+    assert (demo.data.batch_size, demo.data.patch_size, demo.trainer.max_steps) == (
+        own.data.batch_size, own.data.patch_size, own.trainer.max_steps)
+    scale_learning_rate(demo)
+    assert demo.model.optimizer.lr == own.model.optimizer.lr == 1.5e-3  # no recipe: the lr as written
+    assert effective_batch(demo)["effective"] == 8 and demo.trainer.accelerator == "cpu"  # 8 64² crops per step
     photos = compose_cfg(["experiment=diffuir_t_photos"], tmp_path)
     assert photos.data._target_ == "src.data.folder.FolderDataModule" and photos.trainer.strategy == "ddp"
     assert photos.trainer.devices == 2 and photos.lr_scaling is None
