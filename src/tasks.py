@@ -3,6 +3,7 @@
 A task is one synthetic or real degradation (the models of :mod:`src.data.degradations`, the data sets of the
 papers' Tables). Its index in :data:`TASKS` is the ``task`` label every DataModule puts in a batch, whichever tasks
 a run trains and in whatever order, so a label's name never depends on a model's or a data set's task list.
+Also the closed form of DiffUIR's shared coefficient δ̄_T (Table 3), which the sweep tables and the schedule share.
 """
 
 from __future__ import annotations
@@ -23,3 +24,9 @@ def task_name(label) -> str:
         raise ValueError(f"batch task label {index} is not an index into src.tasks.TASKS "
                          f"({len(TASKS)} tasks: {list(TASKS)})")
     return TASKS[index]
+
+
+# ------------------------------------------------------------------------------ DiffUIR Table 3 (ablation sweeps)
+def shared_coefficient(delta_end: float, timesteps: int = 1000, delta_start: float = 1e-6) -> float:
+    """δ̄_T reached by a given ``delta_end`` (DiffUIR Table 3's "uni ratio")."""
+    return min(1.0, timesteps * (delta_start + delta_end) / 2)

@@ -22,7 +22,6 @@ FLOORS: list[tuple[str, set[str]]] = [
 ]
 # known upward arrows, each with the move that removes it; an entry that is no longer needed fails the test
 EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("src.utils.sweep_summary", "src.reporting.paper_tables"): "sweep_summary moves to reporting/ (issue 20 item 4)",
 }
 
 

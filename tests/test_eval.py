@@ -19,7 +19,7 @@ from src.evaluation.evaluator import evaluate
 from src.utils.checkpoints import CheckpointMismatchError
 from tests.conftest import CONF, ROOT, compose_train
 
-TINY_MODEL = ["experiment=diffuir_t", "model.net.dim=8"]
+TINY_MODEL = ["experiment=diffuir_t", "data=builtin", "model.net.dim=8"]
 FAST = [*TINY_MODEL, "trainer=cpu", "num_threads=1", "data.eval_size=32", "data.eval_batch_size=4",
         "data.tasks=[noise,low_light]", "data.num_workers=0", "num_workers=0", "grid_images=2",
         "logger=tensorboard"]

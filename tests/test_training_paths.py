@@ -253,6 +253,45 @@ def test_missing_test_manifest_fails_before_training(manifests, tmp_path):
         train(cfg)
     assert time.perf_counter() - started < 30
     text = str(err.value)
-    assert f"data.testsets.gopro: {partial / 'gopro_test.csv'}" in text and "data.testsets.lol" in text
+    assert f"data.testsets.GoPro: {partial / 'gopro_test.csv'}" in text and "data.testsets.LOL" in text
     assert "python -m src.data.manifests build" in text
     assert not (tmp_path / "run").exists()  # nothing trained, nothing written
+
+
+def test_paper_data_task_subset_tests_only_its_sets_and_writes_per_task_columns(manifests, tmp_path):
+    """data.tasks=[rain,low_light] on data=diffuir_tasks: only rain and low-light rows are drawn, only their test sets
+    are evaluated, and test_tasks.csv groups the five deraining sets into the paper's `rain` column."""
+    import csv
+
+    result = _run(["experiment=diffuir_t", *_data_overrides("diffuir_tasks", manifests), "data.tasks=[rain,low_light]",
+                   *FAST, *DIFFUIR_TINY, "trainer.limit_test_batches=1.0"], tmp_path)
+    assert _groups(result) == {"Rain100H", "Rain100L", "Test100", "Test1200", "Test2800", "LOL"}
+    with (tmp_path / "test_tasks.csv").open(newline="") as f:
+        tasks = {r["task"]: r for r in csv.DictReader(f)}
+    assert list(tasks) == ["rain", "low_light", "all"] and tasks["rain"]["n"] == "5"
+    rain_sets = [r["psnr_out"] for r in result["rows"] if r["task"] in DIFFUIR_SOURCES - {"LOL", "Snow100K-S",
+                                                                                         "Snow100K-L", "SOTS-outdoor",
+                                                                                         "GoPro"}]
+    assert float(tasks["rain"]["psnr_out"]) == pytest.approx(sum(rain_sets) / 5, rel=1e-6)
+
+
+def test_stage2_checkpoint_names_its_stage1_checkpoint_from_any_folder(stage1_ckpt, tmp_path, monkeypatch):
+    """model.stage1_ckpt given relative to the working folder is stored absolute in the stage-2 checkpoint, so the
+    stage-2 model loads from another folder (src.restore --ckpt stage2.ckpt run anywhere)."""
+    import os
+
+    from src.diff_restorer.stage2 import DiffRestorerStage2
+    from src.utils.checkpoints import read_suite_checkpoint
+
+    relative = os.path.relpath(stage1_ckpt)
+    assert not Path(relative).is_absolute()
+    fast = [o for o in FAST if o not in ("callbacks=none", "+trainer.enable_progress_bar=false", "~logger")]
+    fast += ["~callbacks.progress_bar", "logger=csv"]  # the checkpoint callback writes last.ckpt
+    _run(["experiment=diff_restorer_stage2_tiny", *fast, *DR_TINY, f"model.stage1_ckpt={relative}"], tmp_path)
+    stage2 = tmp_path / "checkpoints" / "last.ckpt"
+    config, _ = read_suite_checkpoint(stage2)
+    assert config["stage1_ckpt"] == str(stage1_ckpt.resolve())
+    monkeypatch.chdir(tmp_path)  # elsewhere: the relative path would not resolve here
+    assert not Path(relative).exists()
+    model = DiffRestorerStage2.from_checkpoint(stage2)
+    assert model.stage1 is not None

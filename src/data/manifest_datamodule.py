@@ -91,8 +91,10 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
     Args:
         data_root: the folder manifest paths are relative to (``${paths.data_dir}``).
         train_manifests: training manifests (file names are looked up in ``manifest_dir``).
-        testsets: ``{name: manifest}`` of the evaluation sets (the ``data/testsets`` config group).
+        testsets: the evaluation sets, ``{name: manifest}`` or ``{name: {manifest, tasks, ...}}`` (the registry in
+            the ``data/testsets`` config group); a set whose ``tasks`` are not all trained is left out.
         val_sets: names from ``testsets`` used for validation (default: all), each cut to ``val_limit_per_set``.
+        tasks: the trained tasks (default: all of :data:`TASKS`); test sets of other tasks are left out.
         batch_size: training samples per batch and rank.
         train_samples: training samples per epoch over all ranks (see the subclasses).
         eval_batch_size: 1 for full-resolution evaluation (a larger value without ``eval_size`` falls back to 1).
@@ -115,7 +117,7 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
                  convert: bool = False, on_error: str = "raise", on_bad_sample: str = "error",
                  unknown_task: str = "blur",
                  synth: Mapping | None = None, eval_hist_eq_tasks: Sequence[str] = (), seed: int = 0,
-                 pin_memory: bool = False):
+                 pin_memory: bool = False, tasks: Sequence[str] | None = None):
         super().__init__()
         if eval_batch_size > 1 and not eval_size:
             log.warning("eval_batch_size=%d without eval_size: full-resolution evaluation images differ in size, "
@@ -128,6 +130,13 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
         missing = [v for v in (val_sets or []) if v not in testsets]
         if missing:
             raise ValueError(f"val_sets {missing} are not in testsets ({sorted(testsets)})")
+        unknown = sorted(set(tasks or ()) - set(TASKS))
+        if unknown:
+            raise ValueError(f"data.tasks: unknown task(s) {unknown}; expected some of {list(TASKS)}")
+        trained = set(tasks or TASKS)
+        self.testset_manifests = {  # name -> manifest of the sets this run evaluates (of trained tasks only)
+            name: spec if isinstance(spec, str) else spec["manifest"] for name, spec in testsets.items()
+            if isinstance(spec, str) or set(spec.get("tasks") or ()) <= trained}
         self.save_hyperparameters(logger=False)
         self.task_names = list(TASKS)
         self.train_set: ManifestDataset | None = None
@@ -166,7 +175,7 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
         hp = self.hparams
         if not names:
             return None
-        rows = first_per_source(self.load_rows([hp.testsets[n] for n in names]), limit)
+        rows = first_per_source(self.load_rows([self.testset_manifests[n] for n in names]), limit)
         if hp.on_bad_sample == "skip":  # evaluation never substitutes: name a bad image now, not after an epoch
             rows = check_rows(rows, hp.data_root, level="full", convert=hp.convert, on_error=hp.on_error,
                               what=f"evaluation sets {list(names)}", jobs=hp.check_jobs).rows
@@ -190,10 +199,10 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
             log.info("training rows per task: %s", dict(task_counts(rows)))
             self.train_set = self.build_train_set(rows)
         if stage in (None, "fit", "validate") and self.val_set is None:
-            names = list(hp.val_sets) if hp.val_sets is not None else list(hp.testsets)
-            self.val_set = self._eval_set(names, hp.val_limit_per_set)
+            names = list(hp.val_sets) if hp.val_sets is not None else list(self.testset_manifests)
+            self.val_set = self._eval_set([n for n in names if n in self.testset_manifests], hp.val_limit_per_set)
         if stage in (None, "test") and self.test_set is None:
-            self.test_set = self._eval_set(list(hp.testsets), None)
+            self.test_set = self._eval_set(list(self.testset_manifests), None)
 
     # ------------------------------------------------------------------ loaders
     def _rank(self) -> tuple[int, int]:
@@ -241,6 +250,8 @@ class DiffUIRDataModule(ManifestDataModule):
             whole batches on every rank.
         hflip, vflip: random flips (the paper uses both; the official code horizontal only).
         hist_eq_tasks: tasks whose training inputs are histogram-equalised (low-light).
+        tasks: train only these tasks (their ``task_weights``, renormalised; a task without one gets 1/len(tasks);
+            default: every weighted task); test sets of other tasks are left out.
     """
 
     def __init__(self, data_root: str, task_weights: Mapping[str, float] | None = None, patch_size: int = 256,
@@ -252,11 +263,19 @@ class DiffUIRDataModule(ManifestDataModule):
         super().__init__(data_root, eval_hist_eq_tasks=eval_hist_eq_tasks, train_samples=train_samples,
                          **kw)  # saves every init argument
 
+    def _weights(self) -> list[float]:
+        """Per-task weights over TASKS: ``task_weights`` restricted to ``tasks`` (the sampler normalises them)."""
+        hp = self.hparams
+        weights = dict(hp.task_weights or DIFFUIR_TASK_WEIGHTS)
+        if hp.get("tasks") is not None:  # a trained task without a weight gets an equal share
+            weights = {t: float(weights.get(t) or 0) or 1 / len(hp.tasks) for t in hp.tasks}
+        return _weights_vector(weights)
+
     def build_train_set(self, rows: list[Row]) -> ManifestDataset:
         hp = self.hparams
         ds = DiffUIRTrainDataset(rows, hp.data_root, patch_size=hp.patch_size, hflip=hp.hflip, vflip=hp.vflip,
                                  hist_eq_tasks=hp.hist_eq_tasks, on_bad_sample=hp.on_bad_sample, **self._common())
-        weights = _weights_vector(dict(hp.task_weights or DIFFUIR_TASK_WEIGHTS))
+        weights = self._weights()
         pools = task_pools(ds.labels)
         empty = [t for t, w, p in zip(TASKS, weights, pools) if w > 0 and len(p) == 0]
         if empty:
@@ -270,7 +289,7 @@ class DiffUIRDataModule(ManifestDataModule):
         hp = self.hparams
         batches = max(1, math.ceil(hp.train_samples / (hp.batch_size * world_size)))
         return TaskCompositionSampler(task_pools(self.train_set.labels),
-                                      _weights_vector(dict(hp.task_weights or DIFFUIR_TASK_WEIGHTS)), hp.batch_size,
+                                      self._weights(), hp.batch_size,
                                       batches, seed=hp.seed, rank=rank, world_size=world_size)
 
 
@@ -290,7 +309,7 @@ class DiffRestorerDataModule(ManifestDataModule):
     def __init__(self, data_root: str, samples_per_task: int = 10000, patch_size: int = 512,
                  resize_mode: str = "resize", augment: Mapping | None = None, tasks: Sequence[str] = TASKS, **kw):
         OversampleAugment(**(augment or {}))  # bad field names fail at instantiation
-        super().__init__(data_root, **kw)  # saves every init argument (subclasses' included)
+        super().__init__(data_root, tasks=tasks, **kw)  # saves every init argument (subclasses' included)
 
     def build_train_set(self, rows: list[Row]) -> ManifestDataset:
         hp = self.hparams

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from src.tasks import shared_coefficient  # noqa: F401  (DiffUIR Table 3's δ̄_T; defined at the bottom floor)
+
 
 def residual_schedule(
     timesteps: int = 1000,
@@ -29,11 +31,6 @@ def residual_schedule(
         "beta_bar": torch.sqrt(1 - alphas_cumprod),
         "delta_bar": delta.cumsum(dim=0).clip(0, 1),
     }
-
-
-def shared_coefficient(delta_end: float, timesteps: int = 1000, delta_start: float = 1e-6) -> float:
-    """δ̄_T reached by a given ``delta_end`` (DiffUIR Table 3's "uni ratio")."""
-    return min(1.0, timesteps * (delta_start + delta_end) / 2)
 
 
 def sampling_timesteps(steps: int, timesteps: int = 1000) -> list[int]:

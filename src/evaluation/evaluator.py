@@ -173,7 +173,7 @@ def hist_eq_tasks(cfg: DictConfig) -> list[str]:
 
 def build_testsets(cfg: DictConfig) -> list[TestSet]:
     """The sets of ``cfg.testsets`` (see conf/eval.yaml): ``auto``, or a list of names (``builtin`` included)."""
-    sets_cfg = cfg.get("benchmark_sets") or {}
+    sets_cfg = {n: s for g in (cfg.get("benchmark_groups") or {}).values() for n, s in g.testsets.items()}
     wanted = cfg.get("testsets", "auto")
     if wanted == "auto" or wanted is None:
         names = [n for n, s in sets_cfg.items() if (Path(cfg.manifest_dir) / s.manifest).is_file()]
@@ -185,7 +185,7 @@ def build_testsets(cfg: DictConfig) -> list[TestSet]:
         names = [wanted] if isinstance(wanted, str) else list(wanted)
     unknown = [n for n in names if n != "builtin" and n not in sets_cfg]
     if unknown:
-        raise ValueError(f"unknown test set(s) {unknown}: known are builtin and {list(sets_cfg)} (benchmark_sets)")
+        raise ValueError(f"unknown test set(s) {unknown}: known are builtin and {list(sets_cfg)} (conf/data/testsets/)")
     return [_builtin_set(cfg) if n == "builtin" else _manifest_set(cfg, n, sets_cfg[n]) for n in names]
 
 

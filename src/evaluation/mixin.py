@@ -61,7 +61,7 @@ class RestorationEvalMixin:
         for row in rows:
             prefix = f"{stage}/" if row["task"] == "all" else f"{stage}/{row['task']}/"
             for key in ("psnr_in", "ssim_in", "psnr_out", "ssim_out"):
-                self.log(prefix + key, row[key])  # identical on every rank (gathered)
+                self.log(prefix + key, row[key], sync_dist=True)  # gathered: identical on every rank
         if self._grid is not None and self.trainer.is_global_zero:
             tb = getattr(self.logger, "experiment", None)
             if hasattr(tb, "add_image"):

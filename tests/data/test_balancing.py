@@ -298,7 +298,7 @@ def test_data_configs_compose_and_instantiate(compose_cfg, tmp_path, overrides):
         assert dm.hparams.task_weights == {"haze": 0.4, "low_light": 0.1, "rain": 0.2, "snow": 0.2, "blur": 0.1}
     elif len(overrides) <= 2 and not overrides[0].startswith("experiment="):  # experiments may override these
         assert (dm.hparams.samples_per_task, dm.hparams.patch_size) == (10000, 512)
-    for name in dm.hparams.testsets.values():
+    for name in dm.testset_manifests.values():
         assert name.endswith(".csv")
     with pytest.raises(FileNotFoundError, match="python -m src.data.manifests build"):
         dm.setup("fit")  # no manifests built in this checkout: a clear error at start-up

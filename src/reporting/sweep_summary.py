@@ -6,15 +6,19 @@ overall (the run's ``test_metrics.csv``, written by ``src.train``), and beside i
 has one: DiffUIR Table 2 (``ablation=full|no_sdt|no_ec_sdt|no_ic_sdt``), Table 3 (``model.diffusion.delta_end``:
 δ̄_T = 1000·(1e-6 + delta_end)/2 clipped to 1), Diff-Restorer Tables II–IV (``ablation=dr_*``) and V
 (``ablation=dr_decoder_*``), from ``experiments/paper_tables`` (:mod:`src.reporting.paper_tables`). Paper columns
-are named by the paper's task (``rain psnr``) or ``avg`` for its averaged columns (``avg fid``): the papers report
-per task (DiffUIR: deraining averaged over 5 sets) or averaged perceptual metrics (Diff-Restorer), so they line up
-with ours only where the groups are the same.
+are named by the paper's task (``rain psnr``) or ``avg`` for its averaged columns (``avg fid``), and so are ours:
+a run on the papers' test sets also has per-task columns (``test_tasks.csv``, written by ``src.train``: each task the
+mean of its sets, as DiffUIR averages its 5 deraining sets), and Diff-Restorer's ``avg`` FID / LPIPS / DISTS / NIQE are
+the mean over the five sets of Tables II-V (``data/testsets=diff_restorer_ablation``) scored by ``src.eval`` into the
+job folder (``python -m src.eval ... testsets=[LOL,SOTS-outdoor,RealSnow,Snow+Noise,Raindrop+Noise+Blur]
+hydra.run.dir=<job>/eval``); a cell without a measurement says why (which metric weights are missing, or that the
+evaluation has not been run).
 
 :class:`SweepSummaryCallback` (a Hydra callback, ``conf/hydra/default.yaml``) records each job's status in
 ``<job>/job_status.json`` when it ends and rebuilds the table after every job (under a file lock, so parallel
 launchers such as submitit's write it in turn) and at the end of the multirun, so a failed run is a row saying so,
 and a sweep that Hydra aborts after a failure still leaves its table. Rebuild it by hand with
-``python -m src.utils.sweep_summary MULTIRUN_DIR``.
+``python -m src.reporting.sweep_summary MULTIRUN_DIR``.
 """
 
 from __future__ import annotations
@@ -29,10 +33,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from src.tasks import shared_coefficient  # Table 3's "Uni ratio" of a swept delta_end
 from src.utils.atomic import atomic_write_text
 
 STATUS_FILE = "job_status.json"
 METRICS_FILE = "test_metrics.csv"
+TASKS_FILE = "test_tasks.csv"      # the papers' per-task groups of the test sets (src.train)
+EVAL_DIR = "eval"                  # src.eval of the job's checkpoint, run into <job>/eval (its <set>/metrics.csv)
+PERCEPTUAL = ("fid", "lpips", "dists", "niqe")  # Diff-Restorer Tables II-V, averaged over five sets
+ABLATION_SETS = ("LOL", "SOTS-outdoor", "RealSnow", "Snow+Noise", "Raindrop+Noise+Blur")
 NOT_RUN_FILE = "NOT_RUN.md"
 
 # (paper, table, row) of a run, by one override
@@ -56,11 +65,6 @@ PAPER_ROWS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("ablation", "dr_decoder_full"): ("Diff-Restorer", "V", "Ours decoder"),
 }
 DELTA_END_KEY = "model.diffusion.delta_end"
-
-
-def shared_coefficient(delta_end: float) -> float:
-    """δ̄_T of DiffUIR's schedule for ``delta_end`` (src.diffuir.schedule; Table 3's "Uni ratio")."""
-    return min(1.0, 1000 * (1e-6 + delta_end) / 2)
 
 
 # ------------------------------------------------------------------------------------------------ one job
@@ -94,13 +98,81 @@ def _job_num(job_dir: Path, status: dict) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def read_metrics(job_dir: Path) -> dict[str, dict[str, float]]:
-    """``{group: {"psnr": ..., "ssim": ...}}`` of the restored images, from the run's ``test_metrics.csv``."""
-    path = job_dir / METRICS_FILE
+def per_task_of_sets(rows: Sequence[dict], set_tasks: dict[str, str]) -> list[dict]:
+    """Per-task rows from per-test-set rows (``task`` holding the set's name; ``set_tasks``: set -> task): each
+    metric of a task is the mean of its sets' means, as the papers average their sets (DiffUIR Table 1: deraining over
+    Rain100H/L, Test100/1200/2800); ``n`` counts the images. Sets of unknown task are left out; ``all`` stays."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["task"] in set_tasks:
+            groups.setdefault(set_tasks[r["task"]], []).append(r)
+    out = []
+    for task, rs in groups.items():
+        row = {"task": task, "n": sum(int(r["n"]) for r in rs)}
+        for key in ("psnr_in", "ssim_in", "psnr_out", "ssim_out"):
+            row[key] = sum(float(r[key]) for r in rs) / len(rs)
+        out.append(row)
+    return out + [r for r in rows if r["task"] == "all"]
+
+
+def _read_rows(path: Path) -> dict[str, dict[str, float]]:
     if not path.is_file():
         return {}
     with path.open(newline="") as f:
         return {r["task"]: {"psnr": float(r["psnr_out"]), "ssim": float(r["ssim_out"])} for r in csv.DictReader(f)}
+
+
+def read_metrics(job_dir: Path) -> dict[str, dict[str, float]]:
+    """``{group: {"psnr": ..., "ssim": ...}}`` of the restored images: the run's ``test_metrics.csv`` (per task or
+    test set), its per-task groups (``test_tasks.csv``) and the perceptual ``avg`` (:func:`read_eval_avg`)."""
+    metrics = _read_rows(job_dir / METRICS_FILE)
+    for task, ms in _read_rows(job_dir / TASKS_FILE).items():
+        metrics.setdefault(task, ms)
+    avg = read_eval_avg(job_dir)
+    if avg:
+        metrics["avg"] = avg
+    return metrics
+
+
+def read_eval_avg(job_dir: Path, sets: Sequence[str] = ABLATION_SETS) -> dict[str, float]:
+    """Mean over ``sets`` of each perceptual metric of the ``all`` row of ``<job>/eval/<set>/metrics.csv`` (what
+    ``src.eval`` writes), for metrics measured on every one of the sets; {} when the sets were not all evaluated."""
+    values: dict[str, list[float]] = {}
+    for name in sets:
+        path = job_dir / EVAL_DIR / name / "metrics.csv"
+        if not path.is_file():
+            return {}
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("task") == "all"]
+        for m in PERCEPTUAL:
+            if rows and (rows[0].get(m) or "").strip():
+                values.setdefault(m, []).append(float(rows[0][m]))
+    return {m: sum(v) / len(v) for m, v in values.items() if len(v) == len(sets)}
+
+
+def unmeasured_reason(job_dir: Path, metric: str) -> str:
+    """Why a paper's perceptual column of a job has no measured value: the missing weight files, or no evaluation."""
+    from src.metrics.perceptual import missing_weights
+
+    weights = _job_weights_dir(job_dir)
+    missing = missing_weights(metric, weights) if metric in PERCEPTUAL and weights is not None else []
+    if missing:
+        return "missing " + ", ".join(str(path) for _, path in missing)
+    return f"not measured: run src.eval on {', '.join(ABLATION_SETS)} into {EVAL_DIR}/"
+
+
+def _job_weights_dir(job_dir: Path) -> Path | None:
+    """The metric weights folder of a job (``paths.weights_dir``/metrics of its saved config), if it resolves."""
+    from omegaconf import OmegaConf
+
+    path = job_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        weights = OmegaConf.select(OmegaConf.load(path), "paths.weights_dir", throw_on_resolution_failure=True)
+    except Exception:  # an interpolation that needs Hydra's runtime: no weights folder to name
+        return None
+    return Path(str(weights)) / "metrics" if weights else None
 
 
 def job_record(job_dir: Path) -> dict:
@@ -191,15 +263,17 @@ def summarize(multirun_dir: str | Path) -> dict:
         for group in j["metrics"]:
             if group != "all" and group not in ours:
                 ours.append(group)
-    columns = [f"{g} {m}" for g in [*ours, "all"] for m in ("psnr", "ssim")]
+    columns = [f"{g} {m}" for g in [*ours, "all"] if g != "avg" for m in ("psnr", "ssim")]
     rows, paper_columns = [], []
     for j in jobs:
         paper = paper_row(j["overrides"], prefer=varying)
         cells = {f"{g} {m}": v for g, ms in j["metrics"].items() for m, v in ms.items()}
         if paper:
             paper_columns += [c for c in paper[1] if c not in paper_columns]
+        why = {f"avg {m}": unmeasured_reason(j["dir"], m) for m in PERCEPTUAL
+               if paper and f"avg {m}" in paper[1] and f"avg {m}" not in cells}
         rows.append({"job": j["num"], "dir": j["dir"], "overrides": [o for o in j["overrides"] if o not in common],
-                     "status": j["status"], "error": j["error"], "cells": cells,
+                     "status": j["status"], "error": j["error"], "cells": cells, "why": why,
                      "paper": paper[0] if paper else "", "paper_cells": paper[1] if paper else {}})
     return {"root": Path(multirun_dir), "common": sorted(common), "columns": columns,
             "paper_columns": paper_columns, "rows": rows}
@@ -214,12 +288,22 @@ def _all_columns(summary: dict) -> list[str]:
             + [c for c in extra if c.startswith("avg ")])
 
 
+def _cell(row: dict, column: str) -> str:
+    """A measured cell, or why it has no value (a paper's perceptual column: missing weights / not evaluated)."""
+    value = row["cells"].get(column)
+    if value is None and column in row.get("why", {}):
+        return "(" + row["why"][column].replace("|", "\\|") + ")"
+    return _fmt(value, column)
+
+
 def to_markdown(summary: dict) -> str:
     cols = _all_columns(summary)
     lines = [f"# Sweep summary: {summary['root']}", "",
              f"{len(summary['rows'])} runs; common overrides: {' '.join(summary['common']) or '(none)'}", "",
-             "Test PSNR / SSIM on Y of the restored images per task (or test set) and overall (`all`); under each run "
-             "the paper's row where the paper has one (its columns: the paper's task, `avg` for averaged metrics).",
+             "Test PSNR / SSIM on Y of the restored images per test set, per task (each task the mean of its sets) and "
+             "overall (`all`), and `avg` FID / LPIPS / DISTS / NIQE over Diff-Restorer's five ablation sets (from "
+             "src.eval in the job's eval/ folder; otherwise the cell says why); under each run the paper's row where "
+             "the paper has one (its columns: the paper's task, `avg` for averaged metrics).",
              "", "| job | overrides | status | " + " | ".join(cols) + " |",
              "|---:|---|---|" + "---:|" * len(cols)]
     for r in summary["rows"]:
@@ -227,7 +311,7 @@ def to_markdown(summary: dict) -> str:
         status = status.replace("|", "\\|").replace("\n", " ")
         job = "" if r["job"] is None else str(r["job"])
         lines.append(f"| {job} | {' '.join(r['overrides']) or '(none)'} | {status} | "
-                     + " | ".join(_fmt(r["cells"].get(c), c) for c in cols) + " |")
+                     + " | ".join(_cell(r, c) for c in cols) + " |")
         if r["paper"]:
             lines.append(f"| | ↳ paper: {r['paper']} | | "
                          + " | ".join(_fmt(r["paper_cells"].get(c), c) for c in cols) + " |")
@@ -238,10 +322,12 @@ def to_csv(summary: dict) -> str:
     cols, pcols = summary["columns"], summary["paper_columns"]
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["job", "overrides", "status", "error", *cols, "paper", *(f"paper {c}" for c in pcols), "dir"])
+    measured = [c for c in pcols if c.startswith("avg ")]  # the papers' averaged columns, measured or why not
+    writer.writerow(["job", "overrides", "status", "error", *cols, *measured, "paper",
+                     *(f"paper {c}" for c in pcols), "dir"])
     for r in summary["rows"]:
         writer.writerow([r["job"], " ".join(r["overrides"]), r["status"], r["error"] or "",
-                         *(_fmt(r["cells"].get(c), c) for c in cols), r["paper"],
+                         *(_fmt(r["cells"].get(c), c) for c in cols), *(_cell(r, c) for c in measured), r["paper"],
                          *(_fmt(r["paper_cells"].get(c), c) for c in pcols), str(r["dir"])])
     return buf.getvalue()
 
@@ -311,7 +397,7 @@ class SweepSummaryCallback(_HydraCallback):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m src.utils.sweep_summary",
+    parser = argparse.ArgumentParser(prog="python -m src.reporting.sweep_summary",
                                      description="Rebuild summary.md / summary.csv of a Hydra multirun folder.")
     parser.add_argument("multirun_dir", help="the multirun's root folder (logs/<task>/multiruns/<time>)")
     args = parser.parse_args(argv)
