@@ -180,6 +180,7 @@ class Engine(abc.ABC):
 
     name = "?"
     exact = True
+    batch = 1  # images per call that run best (src.inference.Restorer batches tiles by it)
 
     def __init__(self, net: nn.Module):
         self.pad = net.pad
@@ -281,6 +282,7 @@ class OpenVinoEngine(Engine):
             self.model = self.core.read_model(str(path))
         self.threads = threads or torch.get_num_threads()
         self.parallel_batch = parallel_batch
+        self.batch = self.threads if parallel_batch else 1  # the batch that keeps every stream busy (tiles)
         self.config = {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": self.precision,
                        "PERFORMANCE_HINT": "LATENCY"}
         self.max_shapes = max_shapes
@@ -404,13 +406,14 @@ class EngineChoice:
 
 
 def select_engine(model: nn.Module, name: str = "auto", device: torch.device | str | None = None,
-                  precision: str = "32", threads: int | None = None, min_psnr: float = BF16_MIN_PSNR) -> EngineChoice:
+                  precision: str = "32", threads: int | None = None, min_psnr: float | None = None) -> EngineChoice:
     """Choose and install (``model.inference_net``) the engine of a DiffUIR module for ``precision``.
 
     ``precision``: ``32`` — the exact fp32 engine ``name`` (auto: :data:`AUTO_ORDER`); ``bf16`` — on the CPU
     ``openvino-bf16`` for ``name`` auto (PyTorch autocast, engine ``eager``, without OpenVINO), elsewhere autocast;
     ``16`` — autocast fp16 (``eager``); ``auto`` — on a CPU with native bf16 (:func:`native_bf16`) and OpenVINO,
-    ``openvino-bf16`` if its sampler output on the check image is ≥ ``min_psnr`` dB from the fp32 engine's
+    ``openvino-bf16`` if its sampler output on the check image is ≥ ``min_psnr`` dB (default
+    :data:`BF16_MIN_PSNR`) from the fp32 engine's
     (:func:`sampler_psnr`), else fp32; fp32 anywhere else. An explicit bf16 engine (``openvino-bf16``) goes with
     ``bf16`` or ``auto`` only. Models without a DiffUIR network (Diff-Restorer) run in PyTorch (``pytorch``) with
     ``auto``/``eager`` and ``precision`` as given (``auto`` → ``32``)."""
@@ -424,6 +427,7 @@ def select_engine(model: nn.Module, name: str = "auto", device: torch.device | s
         raise ValueError(f"--engine {name}: only DiffUIR models have inference engines ({type(model).__name__} "
                          "runs in PyTorch); use --engine auto or eager")
     device = torch.device(device if device is not None else next(model.parameters()).device)
+    min_psnr = BF16_MIN_PSNR if min_psnr is None else min_psnr
     kwargs = {"threads": threads} if threads else {}
 
     def install(engine_name: str, precision_used: str, note: str = "", psnr_db=None, engine=None) -> EngineChoice:
