@@ -68,7 +68,7 @@ def trained_tasks(model) -> list[str]:
 
 def evaluate(ckpt: str, out_dir: Path, size: int = 256, seed: int = 0, tasks: list[str] | None = None,
              steps: int | None = None) -> list[dict]:
-    from src.restore import Restorer
+    from src.inference import Restorer
     from src.utils.checkpoints import load_restoration_model
 
     model = load_restoration_model(ckpt)

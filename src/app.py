@@ -58,8 +58,7 @@ class ModelCache:
         if path not in self.paths:
             raise ValueError(f"unknown checkpoint {path!r}: the app was started with {self.paths}")
         if path not in self._loaded:
-            from src.diffuir.engines import use_engine
-            from src.restore import load_restorer, pick_device
+            from src.inference import load_restorer, pick_device, use_engine
             from src.utils.checkpoints import parameter_count
 
             device = pick_device(self.device_name)
@@ -189,7 +188,7 @@ def build_app(cache: ModelCache, work_dir: Path, max_pixels: int | None = None, 
     """The Gradio Blocks of the app (not launched)."""
     import gradio as gr
 
-    from src.restore import Restorer
+    from src.inference import Restorer
 
     slider_cls = getattr(gr, "ImageSlider", None)
     runs = {"n": 0}
@@ -302,7 +301,7 @@ def _free_port(host: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.ckpt:  # the shipped weights, as src.restore without --ckpt
-        from src.restore import DEFAULT_WEIGHTS
+        from src.inference import DEFAULT_WEIGHTS
 
         if not DEFAULT_WEIGHTS.exists():
             print("error: no checkpoint: pass --ckpt PATH (a checkpoint written by `python -m src.train`, e.g. "
@@ -314,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: checkpoint not found: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
-    from src.restore import PRECISIONS
+    from src.inference import PRECISIONS
 
     if args.precision != "auto" and args.precision not in PRECISIONS:
         print(f"error: --precision {args.precision}: expected auto or one of {', '.join(PRECISIONS)}",

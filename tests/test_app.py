@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from src.app import ModelCache, output_name, restore_files, summary_markdown
-from src.restore import Restorer
+from src.inference import Restorer
 from src.restore import main as restore_main
 from src.utils.images import ImageReadError, encode_png16, read_image
 from tests.test_eval import save_tiny_checkpoint
@@ -81,10 +81,10 @@ def test_summary_lists_degradation_time_and_notes():
 
 
 def test_cli_without_checkpoint_or_gradio_fails_clearly(ckpt, tmp_path, capsys, monkeypatch):
-    import src.restore
+    import src.inference
     from src.app import main
 
-    monkeypatch.setattr(src.restore, "DEFAULT_WEIGHTS", tmp_path / "no_shipped_weights")
+    monkeypatch.setattr(src.inference, "DEFAULT_WEIGHTS", tmp_path / "no_shipped_weights")
     assert main([]) == 2
     assert "no checkpoint: pass --ckpt PATH" in capsys.readouterr().err
     assert main(["--ckpt", str(tmp_path / "missing.ckpt")]) == 2

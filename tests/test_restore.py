@@ -18,7 +18,8 @@ from PIL import Image
 
 import src.utils.images as images_module
 from src.diffuir.module import DiffUIRModule
-from src.restore import Restorer, main, pick_device, pick_precision, plan_jobs
+from src.inference import Restorer, pick_device, pick_precision, plan_jobs, use_engine
+from src.restore import main
 from src.train import train
 from src.utils.atomic import atomic_open
 from src.utils.checkpoints import load_model_from_checkpoint
@@ -193,7 +194,7 @@ def test_same_seed_same_output_other_seed_other_output(model):
     assert np.array_equal(a, b) and not np.array_equal(a, Restorer(model, seed=4).restore(img))
 
 
-def test_noise_route_is_diffuir_restore_with_that_noise(model):
+def test_tiles_get_their_noise_crop_through_restore(model):
     """The tiler hands DiffUIR a crop of one noise field; with the field's noise it is exactly module.restore."""
     lq = torch.rand(1, 3, 32, 48)
     gen = torch.Generator().manual_seed(5)
@@ -206,6 +207,20 @@ def test_noise_route_is_diffuir_restore_with_that_noise(model):
 
     got = Restorer(model, tile=0)._restore_batch(lq, [(0, 0, 32, 48)], Field(0))
     assert torch.equal(got, expected.clamp(0, 1))
+
+
+def test_use_engine_goes_through_the_models_hook(model):
+    """DiffUIR owns its engine hook (``DiffUIRModule.use_engine``); models without one run in PyTorch."""
+    lq, noise = torch.rand(1, 3, 16, 16), torch.randn(1, 3, 16, 16)
+    ref = model.restore(lq, noise=noise)
+    try:
+        assert use_engine(model, "eager") == "eager" and model.inference_net.name == "eager"
+        torch.testing.assert_close(model.restore(lq, noise=noise), ref, atol=1e-5, rtol=0)
+    finally:
+        model.inference_net = None
+    assert use_engine(PointwiseRestorer(), "auto") == "pytorch" == use_engine(PointwiseRestorer(), "eager")
+    with pytest.raises(ValueError, match="only DiffUIR models have inference engines"):
+        use_engine(PointwiseRestorer(), "onnx")
 
 
 def test_tiled_equals_untiled_for_a_pointwise_model():
@@ -263,7 +278,7 @@ def test_detected_degradation_is_printed_for_models_that_have_a_classifier(ckpt,
         model.model_config = state["uir_model_config"]
         return model.eval()
 
-    monkeypatch.setattr("src.restore.load_restoration_model", load_detector)
+    monkeypatch.setattr("src.inference.load_restoration_model", load_detector)
     Image.fromarray(np.full((16, 16, 3), 20, np.uint8)).save(tmp_path / "dark.png")
     Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(tmp_path / "bright.png")
     rc = main([str(tmp_path / "dark.png"), str(tmp_path / "bright.png"), "--ckpt", str(tmp_path / "detector.ckpt"),

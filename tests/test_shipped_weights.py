@@ -9,8 +9,8 @@ import yaml
 
 from src.data.builtin import center_crop, load_builtin_image
 from src.data.degradations import degrade
+from src.inference import DEFAULT_WEIGHTS, Restorer
 from src.metrics.fidelity import psnr
-from src.restore import DEFAULT_WEIGHTS, Restorer
 from src.utils.checkpoints import EXPORT_CONFIG, EXPORT_WEIGHTS, load_restoration_model
 
 

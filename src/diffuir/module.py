@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from src.data.degradations import TASKS
+from src.diffuir import engines
 from src.diffuir.diffusion import ResidualDiffusion
 from src.diffuir.official import load_official_weights
 from src.utils.ema import EMA
@@ -110,4 +111,9 @@ class DiffUIRModule(RestorationEvalMixin, L.LightningModule):
         net = self.inference_net if self.inference_net is not None else self.eval_net
         out = self.diffusion.sample(net, lq * 2 - 1, steps=steps, noise=noise, generator=generator)
         return (out + 1) / 2
+
+    def use_engine(self, name: str = "auto", device: torch.device | str | None = None, precision: str = "32") -> str:
+        """The engine hook of :mod:`src.inference`: :meth:`restore` samples with the network on engine ``name``
+        (:func:`src.diffuir.engines.use_engine`, which checks it against ``precision``); returns the engine used."""
+        return engines.use_engine(self, name, device, precision)
 
