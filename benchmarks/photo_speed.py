@@ -158,18 +158,19 @@ def measure(model: str, ckpt: Path, mp: int, shape: tuple[int, int], workdir: Pa
     return row
 
 
-def engine_batching(ckpt: Path, tile_shape: tuple[int, int], threads: int, rounds: int, tiles: int = 4,
+def engine_batching(ckpt: Path, tile_shape: tuple[int, int], threads: int, rounds: int, tiles: int | None = None,
                     log=print) -> list[dict]:
-    """The 3-step sampler on ``tiles`` tiles of ``tile_shape`` through OpenVINO (fp32 and, where the CPU has it,
-    bf16), timed in alternation: tile by tile on one ``threads``-thread request (``parallel_batch=False``, batch 1)
-    against the whole batch as parallel single-image requests on one-thread streams (the default). Seconds per
-    tile, median of ``rounds``; speed-up: median of the per-round ratios."""
+    """The 3-step sampler on ``tiles`` tiles (default: one per thread) of ``tile_shape`` through OpenVINO (fp32
+    and, where the CPU has it, bf16), timed in alternation: tile by tile on one ``threads``-thread request
+    (``parallel_batch=False``, batch 1) against the whole batch as parallel single-image requests on one-thread
+    streams (the default). Seconds per tile, median of ``rounds``; speed-up: median of the per-round ratios."""
     import statistics
 
     from benchmarks.engines import alternate
     from src.diffuir import engines as E
     from src.utils.checkpoints import load_restoration_model
 
+    tiles = tiles or threads  # one per stream
     model = load_restoration_model(ckpt)
     net, diffusion = model.eval_net, model.diffusion
     onnx = E.export_onnx(net)
@@ -239,8 +240,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--smoke", action="store_true",
                         help="a tiny check: DiffUIR-T of width 8 with random weights on a 96×128 photo")
     parser.add_argument("--batching", nargs=2, type=int, default=None, metavar=("ROWS", "COLUMNS"),
-                        help="instead: the engine on 4 tiles of this shape, tile by tile vs parallel streams "
-                             "(shipped DiffUIR-T, alternated --rounds)")
+                        help="instead: the engine on one tile per thread of this shape, tile by tile vs parallel "
+                             "streams (shipped DiffUIR-T, alternated --rounds)")
     parser.add_argument("--rounds", type=int, default=3, help="alternated rounds of --batching")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="OUT.csv and OUT.md are written (replaced)")
     args = parser.parse_args(argv)
