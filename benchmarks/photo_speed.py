@@ -148,8 +148,8 @@ def measure(model: str, ckpt: Path, mp: int, shape: tuple[int, int], workdir: Pa
            "engine_line": text.splitlines()[0] if text else "", "tile": tile, "overlap": overlap,
            "tile_batch": tile_batch or "engine's", "tiles": tiles, "tile_shape": f"{th}x{tw}", "wall_s": round(wall, 2),
            "s_per_mp": round(wall / (height * width / 1e6), 2), "restore_s": restore_s, "load_s": load_s,
-           "gmacs": round(gmacs, 1), "overlap_share": round(1 - useful / gmacs, 3),
-           "gmac_per_s": round(gmacs / restore_s, 1) if restore_s == restore_s and restore_s > 0 else "",
+           "gmacs": round(gmacs, 3), "overlap_share": round(1 - useful / gmacs, 3),
+           "gmac_per_s": round(gmacs / restore_s, 3) if restore_s == restore_s and restore_s > 0 else "",
            "peak_rss_gb": round(peak, 2), "load_before": round(load_before, 2),
            "load_after": round(os.getloadavg()[0], 2)}
     log(f"  {model} {mp} MP ({height}×{width}), --precision {precision}: {wall:.1f} s wall "
