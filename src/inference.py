@@ -13,8 +13,10 @@ The model protocol (duck-typed, so new models need no change here):
 * optional ``pad_multiple`` (or ``net.pad_multiple``): the size multiple the network needs.
 * optional ``preferred_precision`` (``"32"``, ``"bf16"`` or ``"16"``): what precision ``auto`` uses on CUDA
   (float32 otherwise, and for models that do not say).
-* optional ``use_engine(name, device, precision) -> str``: the model's engine hook (DiffUIR's runs its sampler
-  on an engine of :mod:`src.diffuir.engines`); models without one run in PyTorch (engines ``auto`` / ``eager``).
+* optional ``use_engine(name, device, precision)``: the model's engine hook (DiffUIR's runs its sampler on an
+  engine of :mod:`src.diffuir.engines` and chooses its precision there, ``--precision auto`` included); it returns
+  the engine's name, or an object with ``engine``, ``precision`` (what it computes in) and ``note`` (why, one
+  line); models without one run in PyTorch (engines ``auto`` / ``eager``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import torch.nn.functional as F
 from src.utils.checkpoints import load_restoration_model
 from src.utils.images import IMAGE_EXTENSIONS
 from src.utils.padding import pad_to_multiple
-from src.utils.tiling import BlockNoise, mix_seed, tile_boxes, tiled_apply
+from src.utils.tiling import BlockNoise, fitted_tile, mix_seed, tile_boxes, tiled_apply
 
 # The weights used when no checkpoint is given: DiffUIR-T trained by the suite on its built-in data
 # (conf/experiment/diffuir_t_builtin.yaml, exported with `python -m src.export --format safetensors`).
@@ -96,18 +98,31 @@ def takes_noise(model) -> bool:
     return "noise" in inspect.signature(model.restore).parameters
 
 
-def use_engine(model, name: str = "auto", device: torch.device | str | None = None, precision: str = "32") -> str:
-    """Run ``model`` on inference engine ``name`` through its own ``use_engine`` hook; returns the engine used.
+def choose_engine(model, name: str = "auto", device: torch.device | str | None = None,
+                  precision: str = "32") -> tuple[str, str, str]:
+    """Run ``model`` on inference engine ``name`` through its own ``use_engine`` hook; returns (engine used,
+    precision it computes in, why: one line or ""). ``precision`` ``auto`` is the hook's to resolve (DiffUIR on a
+    CPU with native bf16: its bf16 engine if close enough to fp32); hooks that only name their engine, and models
+    without a hook, compute in the precision asked (``auto`` → ``32``).
 
     Models without a hook run in PyTorch as they are: they accept ``auto`` and ``eager`` (``"pytorch"`` is
     returned) and refuse the others."""
+    asked = "32" if precision == "auto" else precision
     hook = getattr(model, "use_engine", None)
     if callable(hook):
-        return hook(name, device, precision)
+        choice = hook(name, device, precision)
+        if isinstance(choice, str):
+            return choice, asked, ""
+        return choice.engine, choice.precision, choice.note
     if name in ("auto", "eager"):
-        return "pytorch"
+        return "pytorch", asked, ""
     raise ValueError(f"--engine {name}: only DiffUIR models have inference engines ({type(model).__name__} "
                      "runs in PyTorch); use --engine auto or eager")
+
+
+def use_engine(model, name: str = "auto", device: torch.device | str | None = None, precision: str = "32") -> str:
+    """:func:`choose_engine`'s engine name."""
+    return choose_engine(model, name, device, precision)[0]
 
 
 def check_settings(steps: int | None = None, seed: int = 0, tile: int = 0, overlap: int = 0, tile_batch: int = 1,
@@ -128,7 +143,7 @@ def check_settings(steps: int | None = None, seed: int = 0, tile: int = 0, overl
         problems.append(f"--tile-overlap {overlap}: must be 0 or more pixels")
     elif tile > 0 and overlap >= tile:
         problems.append(f"--tile-overlap {overlap}: must be smaller than --tile {tile}")
-    if tile_batch < 1:
+    if tile_batch is not None and tile_batch < 1:
         problems.append(f"--tile-batch {tile_batch}: must be at least 1 tile per model call")
     if not 1 <= jpeg_quality <= 100:
         problems.append(f"--jpeg-quality {jpeg_quality}: must be in 1..100")
@@ -147,13 +162,19 @@ class Restorer:
     """Restores H×W×3 float images with a model of the suite: padding, tiling, seeded noise, precision.
 
     ``tile``: sides above it (after padding) are restored in ``tile``×``tile`` tiles overlapping by ``overlap``
-    pixels, ``tile_batch`` tiles per model call; 0 restores every image in one pass. ``seed`` fixes the noise.
-    Settings that make no sense (``steps`` < 1, negative ``tile`` / ``overlap``, ...) raise :class:`ValueError`.
-    Used by ``src.restore``, the app and the benchmarks alike.
+    pixels (:meth:`plan`: every tile of an image has one shape, fitted so that neighbours overlap by ``overlap``
+    plus at most the size multiple; ``fit_tiles=False``: the ``tile``-sided tiles of earlier versions);
+    ``tile_batch`` tiles per model call (None: the engine's ``batch``, e.g. one per OpenVINO stream, else 1); 0
+    restores every image in one pass. ``seed`` fixes the noise. Settings that make no sense (``steps`` < 1,
+    negative ``tile`` / ``overlap``, ...) raise :class:`ValueError`. ``engine``, ``precision`` and
+    ``engine_note``: what the model runs on, in which numerics and why (:func:`choose_engine`; ``engine_line`` is
+    the one line ``src.restore`` prints first and the app shows). Used by ``src.restore``, the app and the
+    benchmarks alike.
     """
 
     def __init__(self, model, device: torch.device | str = "cpu", precision: str = "32", steps: int | None = None,
-                 seed: int = 0, tile: int = 512, overlap: int = 64, tile_batch: int = 1):
+                 seed: int = 0, tile: int = 512, overlap: int = 64, tile_batch: int | None = None,
+                 engine: str | None = None, engine_note: str = "", fit_tiles: bool = True):
         if not callable(getattr(model, "restore", None)):
             raise TypeError(f"{type(model).__name__} has no restore(lq, steps, generator) method")
         problems = check_settings(steps=steps, seed=seed, tile=tile, overlap=overlap, tile_batch=tile_batch)
@@ -165,10 +186,40 @@ class Restorer:
         self.tile = 0 if not tile else max(self.multiple, (int(tile) // self.multiple) * self.multiple)
         if self.tile and not 0 <= overlap < self.tile:
             raise ValueError(f"--tile-overlap must be in [0, {self.tile}) for tiles of {self.tile} pixels")
-        self.overlap, self.tile_batch = int(overlap), max(1, int(tile_batch))
+        self.overlap, self.tile_batch = int(overlap), None if tile_batch is None else max(1, int(tile_batch))
+        self.fit_tiles = fit_tiles
+        self.engine, self.engine_note = engine, engine_note
         self.takes_noise = takes_noise(model)
         self.reports_steps = "callback" in inspect.signature(model.restore).parameters
         self.detects = callable(getattr(model, "detect_degradation", None))
+
+    @property
+    def engine_line(self) -> str:
+        """``engine: NAME, precision P (why)``: what runs, in which numerics."""
+        engine = self.engine or getattr(getattr(self.model, "inference_net", None), "name", None) or "pytorch"
+        return f"engine: {engine}, precision {self.precision}" + (f" ({self.engine_note})" if self.engine_note else "")
+
+    def batch(self) -> int:
+        """Tiles per model call: ``tile_batch``, else the model's engine's preferred batch (1 without one)."""
+        if self.tile_batch is not None:
+            return self.tile_batch
+        preferred = getattr(getattr(self.model, "inference_net", None), "batch", 1)
+        return preferred if isinstance(preferred, int) and preferred > 0 else 1
+
+    @staticmethod
+    def plan(height: int, width: int, multiple: int, tile: int, overlap: int,
+             fit: bool = True) -> tuple[int, tuple[int, int]]:
+        """(number of tiles, tile shape) for an image of ``height``×``width`` padded to ``multiple``: one tile of
+        the padded size when it fits in ``tile`` (or ``tile`` is 0); else tiles of one shape whose sides are the
+        smallest multiples of ``multiple`` that cover each axis with as many tiles as ``tile`` needs
+        (:func:`~src.utils.tiling.fitted_tile`: no pixel computed twice beyond the overlap and the rounding), or
+        ``tile`` itself with ``fit=False``."""
+        h, w = (math.ceil(s / multiple) * multiple for s in (height, width))
+        if not tile or (h <= tile and w <= tile):
+            return 1, (h, w)
+        shape = (fitted_tile(h, tile, overlap, multiple), fitted_tile(w, tile, overlap, multiple)) if fit else \
+            (min(tile, h), min(tile, w))
+        return len(tile_boxes(h, w, shape, overlap)), shape
 
     def _autocast(self):
         dtype = PRECISIONS[self.precision]
@@ -190,10 +241,7 @@ class Restorer:
 
     def num_tiles(self, height: int, width: int) -> int:
         """How many model calls' worth of tiles an image of this size takes (1 if it is not tiled)."""
-        h, w = (math.ceil(s / self.multiple) * self.multiple for s in (height, width))
-        if not self.tile or (h <= self.tile and w <= self.tile):
-            return 1
-        return len(tile_boxes(h, w, self.tile, self.overlap))
+        return self.plan(height, width, self.multiple, self.tile, self.overlap, self.fit_tiles)[0]
 
     def restore(self, rgb: np.ndarray, progress=None, step_progress=None, should_stop=None) -> np.ndarray:
         """Restore one float32 H×W×3 image in [0, 1]; returns the same shape. ``progress(n)`` counts tiles;
@@ -203,7 +251,7 @@ class Restorer:
         padded, (h, w) = pad_to_multiple(x, self.multiple)
         field = BlockNoise(self.seed, channels=padded.shape[0])
         ph, pw = padded.shape[-2:]
-        calls, call = math.ceil(self.num_tiles(h, w) / self.tile_batch), [0]
+        calls, call = math.ceil(self.num_tiles(h, w) / self.batch()), [0]
 
         def check() -> None:
             if should_stop is not None and should_stop():
@@ -223,8 +271,9 @@ class Restorer:
         check()
         callback = on_step if step_progress is not None or should_stop is not None else None
         if self.tile and (ph > self.tile or pw > self.tile):
-            out = tiled_apply(lambda t, b: self._restore_batch(t, b, field, callback), padded, self.tile,
-                              self.overlap, self.tile_batch, on_tiles)
+            _, shape = self.plan(ph, pw, self.multiple, self.tile, self.overlap, self.fit_tiles)
+            out = tiled_apply(lambda t, b: self._restore_batch(t, b, field, callback), padded, shape,
+                              self.overlap, self.batch(), on_tiles)
         else:
             out = self._restore_batch(padded[None], [(0, 0, ph, pw)], field, callback)[0]
             on_tiles(1)
@@ -253,13 +302,21 @@ class Restorer:
 
 def load_restorer(ckpt: str | Path, device: torch.device | str = "cpu", precision: str = "auto",
                   steps: int | None = None, seed: int = 0, tile: int = 512, overlap: int = 64,
-                  tile_batch: int = 1) -> tuple[torch.nn.Module, Restorer]:
+                  tile_batch: int | None = None, engine: str | None = None) -> tuple[torch.nn.Module, Restorer]:
     """(model, :class:`Restorer`) for a checkpoint or export folder, through the suite's one safe loader
-    (:func:`src.utils.checkpoints.load_restoration_model`); errors as that function's."""
+    (:func:`src.utils.checkpoints.load_restoration_model`), the model on inference engine ``engine`` in
+    ``precision`` (:func:`choose_engine`; on the CPU ``auto`` is the model's choice, DiffUIR's bf16 engine where
+    the CPU has native bf16 and it passes its check; elsewhere :func:`pick_precision`); errors as those.
+    ``engine`` None: no engine is chosen (the caller does, with :func:`use_engine`) and ``precision`` is
+    :func:`pick_precision`'s."""
     device = torch.device(device)
     model = load_restoration_model(ckpt, map_location="cpu").to(device).eval()
-    restorer = Restorer(model, device, pick_precision(precision, device, model), steps, seed, tile, overlap,
-                        tile_batch)
+    if engine is None:
+        return model, Restorer(model, device, pick_precision(precision, device, model), steps, seed, tile, overlap,
+                               tile_batch)
+    asked = precision if device.type == "cpu" and precision == "auto" else pick_precision(precision, device, model)
+    name, used, note = choose_engine(model, engine, device, asked)
+    restorer = Restorer(model, device, used, steps, seed, tile, overlap, tile_batch, engine=name, engine_note=note)
     return model, restorer
 
 

@@ -129,3 +129,12 @@ def test_ws_cache_disabled_gives_the_same_output():
             uncached = net(x, t)
         assert torch.allclose(cached, uncached)
         assert all("forward" not in vars(m) for m in net.modules())  # patches removed
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
+def test_graph_variants_compute_the_network():
+    """benchmarks/graph_variants.py: every candidate graph/setting gives the eager network's output (≤ 1e-4)."""
+    from benchmarks import graph_variants
+
+    diffs = graph_variants.main("T", 32, rounds=0, threads=1, names=("base", "film", "gnop", "pin"), log=lambda _: 0)
+    assert set(diffs) == {"base", "film", "gnop", "pin"} and all(0 <= d <= 1e-4 for d in diffs.values())

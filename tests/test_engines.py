@@ -178,7 +178,7 @@ def test_use_engine_on_the_lightning_module():
     assert engines.use_engine(NotDiffUIR(), "auto") == "pytorch"
     with pytest.raises(ValueError, match="only DiffUIR models"):
         engines.use_engine(NotDiffUIR(), "onnx")
-    assert engines.use_engine(module, "auto", precision="bf16") == "eager"  # autocast needs PyTorch
+    assert engines.use_engine(module, "auto", precision="16") == "eager"  # autocast needs PyTorch
     if HAS_ORT:
         with pytest.raises(ValueError, match="--precision 32"):
             engines.use_engine(module, "onnx", precision="bf16")
@@ -214,3 +214,83 @@ def test_restore_cli_engine_flag(tmp_path, capsys):
     if HAS_ORT:
         assert main([*args, "--engine", "onnx", "--precision", "bf16"]) == 2
         assert "--precision 32" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not HAS_OV, reason="openvino not installed")
+def test_openvino_runs_a_batch_as_parallel_single_image_requests_compiled_once():
+    """A batch of tiles: one compilation of the single-image shape serves every batch size (the last, smaller
+    batch and a single image included), and each image's output is the eager network's."""
+    net = _net(5)
+    x, t = torch.randn(3, 6, 32, 40), torch.full((3,), 400.0)
+    ref = engines.build_engine(net, "eager")(x, t)
+    ov = engines.build_engine(net, "openvino", threads=2)
+    torch.testing.assert_close(ov(x, t), ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(ov(x[:2], t[:2]), ref[:2], atol=1e-4, rtol=0)
+    torch.testing.assert_close(ov(x[2:], t[2:]), ref[2:], atol=1e-4, rtol=0)
+    assert ov.compilations == 1
+    one = engines.build_engine(net, "openvino", threads=2, parallel_batch=False)  # the batch shape compiled whole
+    torch.testing.assert_close(one(x, t), ref, atol=1e-4, rtol=0)
+    assert one.compilations == 1
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(engines, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert not engines.native_bf16()
+    monkeypatch.setattr(engines, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert engines.native_bf16()
+    monkeypatch.setattr(engines, "cpu_flags", lambda: {"amx_bf16", "amx_tile"})
+    assert engines.native_bf16()
+
+
+def test_check_image_is_a_fixed_photo_crop():
+    a, b = engines.check_image(), engines.check_image()
+    assert a.shape == (1, 3, engines.CHECK_SIDE, engines.CHECK_SIDE) and torch.equal(a, b)
+    assert 0 <= a.min() < a.max() <= 1 and a.std() > 0.05  # a photo, not a flat field
+
+
+def _module(seed: int):
+    from src.diffuir.module import DiffUIRModule
+
+    return DiffUIRModule(_net(seed), ResidualDiffusion(), optimizer=torch.optim.Adam, ema=None).eval()
+
+
+def test_select_engine_precision_choices(monkeypatch):
+    """--precision 32: the exact engine; 16: PyTorch autocast; auto without native bf16: fp32, saying why; an
+    fp32 engine with bf16 and the bf16 engine with 32 are refused."""
+    module = _module(6)
+    exact = engines.select_engine(module, "auto", "cpu", "32")
+    assert exact.engine == engines.resolve("auto") and exact.precision == "32" and module.inference_net.exact
+    half = engines.select_engine(module, "auto", "cpu", "16")
+    assert (half.engine, half.precision) == ("eager", "16")
+    monkeypatch.setattr(engines, "native_bf16", lambda: False)
+    auto = engines.select_engine(module, "auto", "cpu", "auto")
+    assert auto.precision == "32" and "no native bf16" in auto.note and auto.psnr_db is None
+    assert auto.describe().startswith(f"engine: {auto.engine}, precision 32 (--precision auto")
+    assert engines.select_engine(module, "eager", "cpu", "auto").precision == "32"
+    with pytest.raises(ValueError, match="--precision 64: expected auto, 32, bf16 or 16"):
+        engines.select_engine(module, "auto", "cpu", "64")
+    if HAS_OV:
+        with pytest.raises(ValueError, match="computes in bf16"):
+            engines.select_engine(module, "openvino-bf16", "cpu", "32")
+        with pytest.raises(ValueError, match="computes in fp32"):
+            engines.select_engine(module, "openvino", "cpu", "bf16")
+
+
+@pytest.mark.skipif(not HAS_OV, reason="openvino not installed")
+def test_precision_auto_takes_bf16_only_above_the_psnr_bar(monkeypatch):
+    """On a native-bf16 CPU, auto runs the check: bf16 at ≥ the bar (its PSNR said), fp32 below it; the PSNR is
+    the sampler's on the check image, bf16 engine against fp32 engine."""
+    monkeypatch.setattr(engines, "native_bf16", lambda: True)
+    if not engines._openvino_bf16_ok():
+        pytest.skip("OpenVINO has no bf16 on this CPU")
+    module = _module(7)
+    taken = engines.select_engine(module, "auto", "cpu", "auto", threads=1, min_psnr=0.0)
+    assert (taken.engine, taken.precision) == ("openvino-bf16", "bf16") and not module.inference_net.exact
+    assert 20 < taken.psnr_db < 90 and f"{taken.psnr_db:.1f} dB from fp32" in taken.note
+    fp32 = engines.build_engine(module.eval_net, "openvino", threads=1)
+    assert engines.sampler_psnr(module.diffusion, fp32, module.inference_net) == pytest.approx(taken.psnr_db, abs=0.05)
+    refused = engines.select_engine(module, "auto", "cpu", "auto", threads=1, min_psnr=200.0)
+    assert (refused.engine, refused.precision) == ("openvino", "32") and module.inference_net.exact
+    assert "< 200" in refused.note
+    explicit = engines.select_engine(module, "auto", "cpu", "bf16", threads=1)
+    assert (explicit.engine, explicit.precision) == ("openvino-bf16", "bf16")

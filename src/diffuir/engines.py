@@ -22,18 +22,30 @@ engine                    what runs the network                                 
 ``auto`` picks the fastest exact (fp32) engine that is installed and runs on the device, in the order measured
 by ``benchmarks/engines.py`` on an idle CPU (``experiments/bench/engines_256.md``, ``engines_512.md``: openvino,
 then onnx); on CUDA it is ``eager``. onnxruntime and OpenVINO are the optional extra ``pip install -e ".[fast]"``.
+
+Precision (:func:`select_engine`, ``src.restore --precision``): ``32`` is the exact fp32 engine above; ``bf16`` on
+the CPU is ``openvino-bf16`` (PyTorch autocast where OpenVINO is missing); ``auto`` on a CPU that computes bfloat16
+natively (AVX-512 BF16 or AMX, :func:`native_bf16`) is ``openvino-bf16`` when its sampler output on a fixed check
+image (:func:`check_image`) is at least :data:`BF16_MIN_PSNR` dB from the fp32 engine's, else fp32.
+
+Batches: OpenVINO runs the images of a batch (the tiles of a photo, ``src.restore --tile-batch``) as parallel
+single-image requests on ``threads`` one-thread streams of one model compiled per image shape, so a batch of any
+size (the last, smaller one included) reuses that one compilation.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
 import importlib.util
 import io
+import math
 import tempfile
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +180,7 @@ class Engine(abc.ABC):
 
     name = "?"
     exact = True
+    batch = 1  # images per call that run best (src.inference.Restorer batches tiles by it)
 
     def __init__(self, net: nn.Module):
         self.pad = net.pad
@@ -241,13 +254,20 @@ class OnnxRuntimeEngine(Engine):
 
 
 class OpenVinoEngine(Engine):
-    """The ONNX export compiled by OpenVINO's CPU plugin for each input shape met (latency hint, ``threads``
-    inference threads, the ``max_shapes`` most recent compiled shapes kept)."""
+    """The ONNX export compiled by OpenVINO's CPU plugin for each input shape met (static shapes run faster than
+    dynamic ones; the ``max_shapes`` most recent compiled shapes kept).
+
+    Batch 1: one request, latency hint, ``threads`` threads. A batch of N > 1 with ``threads`` > 1 and
+    ``parallel_batch``: the N images run as single-image requests on ``threads`` one-thread streams of the model
+    compiled once for the single-image shape (small convolutions scale better across images than across threads,
+    and a last batch of another size, one image included, needs no new compilation); without ``parallel_batch``
+    the N-image shape is compiled as one request."""
 
     name = "openvino"
     precision = "f32"
 
-    def __init__(self, net: nn.Module, threads: int | None = None, model: bytes | None = None, max_shapes: int = 4):
+    def __init__(self, net: nn.Module, threads: int | None = None, model: bytes | None = None, max_shapes: int = 4,
+                 parallel_batch: bool = True):
         import openvino as ov
 
         super().__init__(net)
@@ -260,26 +280,59 @@ class OpenVinoEngine(Engine):
             path = Path(tmp) / "diffuir.onnx"
             path.write_bytes(model or export_onnx(net))
             self.model = self.core.read_model(str(path))
-        self.config = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-                       "INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
+        self.threads = threads or torch.get_num_threads()
+        self.parallel_batch = parallel_batch
+        self.batch = self.threads if parallel_batch else 1  # the batch that keeps every stream busy (tiles)
+        self.config = {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": self.precision,
+                       "PERFORMANCE_HINT": "LATENCY"}
         self.max_shapes = max_shapes
         self.compiled: OrderedDict[tuple, object] = OrderedDict()
+        self.compilations = 0  # how many models were compiled (the tests check tiles reuse one)
 
-    def request(self, shape: tuple[int, ...]):
-        """The infer request of the model compiled for ``shape`` (static shapes run faster than dynamic ones)."""
-        if shape in self.compiled:
-            self.compiled.move_to_end(shape)
-            return self.compiled[shape]
+    def _compiled(self, shape: tuple[int, ...], streams: int):
+        """The model compiled for ``shape`` (one request, or an async queue of ``streams`` one-thread streams)."""
+        key = (shape, streams)
+        if key in self.compiled:
+            self.compiled.move_to_end(key)
+            return self.compiled[key]
+        from openvino import AsyncInferQueue
+
         model = self.model.clone()
         model.reshape({"x": list(shape), "t": [shape[0]]})
-        self.compiled[shape] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+        if streams == 1:
+            compiled = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+        else:
+            config = {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": self.precision,
+                      "NUM_STREAMS": streams}
+            compiled = AsyncInferQueue(self.core.compile_model(model, "CPU", config), streams)
+        self.compilations += 1
+        self.compiled[key] = compiled
         while len(self.compiled) > self.max_shapes:
             self.compiled.popitem(last=False)
-        return self.compiled[shape]
+        return compiled
+
+    def request(self, shape: tuple[int, ...]):
+        """The infer request of the model compiled for ``shape`` (latency hint, all threads)."""
+        return self._compiled(shape, 1)
 
     def run(self, x, time):
-        out = self.request(tuple(x.shape)).infer({"x": _numpy(x), "t": _numpy(time)})
-        return torch.from_numpy(np.array(out[0], dtype=np.float32))
+        n = x.shape[0]
+        single = (tuple(x.shape), 1) in self.compiled or (tuple(x.shape), self.threads) not in self.compiled
+        if self.threads == 1 or not self.parallel_batch or (n == 1 and single):
+            out = self.request(tuple(x.shape)).infer({"x": _numpy(x), "t": _numpy(time)})
+            return torch.from_numpy(np.array(out[0], dtype=np.float32))
+        queue = self._compiled((1, *x.shape[1:]), self.threads)
+        xs, ts = _numpy(x), _numpy(time)
+        outs: list[np.ndarray | None] = [None] * n
+
+        def done(request, i):
+            outs[i] = np.array(request.get_output_tensor(0).data, dtype=np.float32)  # a copy: requests are reused
+
+        queue.set_callback(done)
+        for i in range(n):
+            queue.start_async({"x": xs[i:i + 1], "t": ts[i:i + 1]}, i)
+        queue.wait_all()
+        return torch.from_numpy(np.concatenate(outs))
 
 
 class OpenVinoBf16Engine(OpenVinoEngine):
@@ -299,29 +352,133 @@ def build_engine(net: nn.Module, name: str = "auto", device: torch.device | str 
     return _CLASSES[resolve(name, device)](net, **kwargs)
 
 
-def use_engine(model: nn.Module, name: str = "auto", device: torch.device | str | None = None,
-               precision: str = "32") -> str:
-    """Make ``model.restore`` (a :class:`DiffUIRModule`) run its sampler on engine ``name``; returns the engine used.
+BF16_MIN_PSNR = 45.0  # dB of the bf16 sampler output against fp32 on the check image for --precision auto to use it
+CHECK_SIDE = 128
 
-    ``precision`` is the autocast precision the caller runs under (``src.restore --precision``): the ONNX and
-    OpenVINO engines compute in their own precision, so with ``bf16``/``16`` ``auto`` means ``eager`` and they are
-    refused. Models without a DiffUIR network (Diff-Restorer) accept ``auto`` and ``eager`` (they run in PyTorch
-    as they are: ``"pytorch"`` is returned) and reject the others."""
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags the kernel reports (``/proc/cpuinfo``); empty where there is no such file."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively: AVX-512 BF16 or AMX (``avx512_bf16`` / ``amx_bf16``)."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def check_image(side: int = CHECK_SIDE) -> torch.Tensor:
+    """The fixed check image of ``--precision auto``: the centre ``side``×``side`` crop of scikit-image's
+    ``chelsea`` photo (a held-out image of the built-in data), 1×3×side×side in [0, 1]."""
+    from src.data.builtin import center_crop, load_builtin_image
+
+    crop = np.ascontiguousarray(center_crop(load_builtin_image("chelsea"), side))
+    return torch.from_numpy(crop).permute(2, 0, 1)[None]
+
+
+def sampler_psnr(diffusion, reference: Callable, candidate: Callable, side: int = CHECK_SIDE) -> float:
+    """PSNR (dB, on [0, 1]) of ``candidate``'s sampler output against ``reference``'s on the check image, same start
+    noise (seed 0): the whole ``diffusion.sample`` loop, as a user's restoration runs it."""
+    lq = check_image(side) * 2 - 1
+    noise = torch.randn(lq.shape, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref, out = (((diffusion.sample(net, lq, noise=noise) + 1) / 2).clamp(0, 1) for net in (reference, candidate))
+    mse = float(((ref - out) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+@dataclass
+class EngineChoice:
+    """What :func:`select_engine` installed: ``engine`` (its name, or ``pytorch``), ``precision`` (``32``, ``bf16``
+    or ``16``: the numerics the restoration runs in), ``note`` (why, one line) and ``psnr_db`` (the bf16 check's
+    PSNR against fp32 when it ran)."""
+
+    engine: str
+    precision: str
+    note: str = ""
+    psnr_db: float | None = None
+
+    def describe(self) -> str:
+        return f"engine: {self.engine}, precision {self.precision}" + (f" ({self.note})" if self.note else "")
+
+
+def select_engine(model: nn.Module, name: str = "auto", device: torch.device | str | None = None,
+                  precision: str = "32", threads: int | None = None, min_psnr: float | None = None) -> EngineChoice:
+    """Choose and install (``model.inference_net``) the engine of a DiffUIR module for ``precision``.
+
+    ``precision``: ``32`` — the exact fp32 engine ``name`` (auto: :data:`AUTO_ORDER`); ``bf16`` — on the CPU
+    ``openvino-bf16`` for ``name`` auto (PyTorch autocast, engine ``eager``, without OpenVINO), elsewhere autocast;
+    ``16`` — autocast fp16 (``eager``); ``auto`` — on a CPU with native bf16 (:func:`native_bf16`) and OpenVINO,
+    ``openvino-bf16`` if its sampler output on the check image is ≥ ``min_psnr`` dB (default
+    :data:`BF16_MIN_PSNR`) from the fp32 engine's
+    (:func:`sampler_psnr`), else fp32; fp32 anywhere else. An explicit bf16 engine (``openvino-bf16``) goes with
+    ``bf16`` or ``auto`` only. Models without a DiffUIR network (Diff-Restorer) run in PyTorch (``pytorch``) with
+    ``auto``/``eager`` and ``precision`` as given (``auto`` → ``32``)."""
     if name != "auto" and name not in ENGINES:
         raise ValueError(f"--engine {name}: expected auto or one of {', '.join(ENGINES)}")
+    if precision not in ("auto", "32", "bf16", "16"):
+        raise ValueError(f"--precision {precision}: expected auto, 32, bf16 or 16")
     if not hasattr(model, "inference_net") or not hasattr(model, "eval_net"):
         if name in ("auto", "eager"):
-            return "pytorch"
+            return EngineChoice("pytorch", "32" if precision == "auto" else precision)
         raise ValueError(f"--engine {name}: only DiffUIR models have inference engines ({type(model).__name__} "
                          "runs in PyTorch); use --engine auto or eager")
-    if precision != "32":
+    device = torch.device(device if device is not None else next(model.parameters()).device)
+    min_psnr = BF16_MIN_PSNR if min_psnr is None else min_psnr
+    kwargs = {"threads": threads} if threads else {}
+
+    def install(engine_name: str, precision_used: str, note: str = "", psnr_db=None, engine=None) -> EngineChoice:
+        if engine is None:
+            engine_name = resolve(engine_name, device)
+            engine = build_engine(model.eval_net, engine_name, device, **(kwargs if engine_name in _PACKAGE else {}))
+        model.inference_net = engine
+        return EngineChoice(model.inference_net.name, precision_used, note, psnr_db)
+
+    if name == "openvino-bf16":
+        if precision == "32" or precision == "16":
+            raise ValueError(f"--engine openvino-bf16 computes in bf16: use it with --precision bf16 or auto (or "
+                             f"--engine auto with --precision {precision})")
+        return install(name, "bf16", "engine named")
+    if precision in ("bf16", "16"):
+        if name == "auto" and precision == "bf16" and device.type == "cpu" and available("openvino") \
+                and _openvino_bf16_ok():
+            return install("openvino-bf16", "bf16", "--precision bf16")
         if name in _PACKAGE:
-            raise ValueError(f"--engine {name} computes in its own precision: use it with --precision 32 (or "
-                             f"--engine eager with --precision {precision})")
-        name = "eager" if name == "auto" else name
-    device = device if device is not None else next(model.parameters()).device
-    model.inference_net = build_engine(model.eval_net, name, device)
-    return model.inference_net.name
+            raise ValueError(f"--engine {name} computes in fp32: use it with --precision 32 (or --engine eager "
+                             f"with --precision {precision})")
+        return install("eager" if name == "auto" else name, precision, "PyTorch autocast")
+    if precision == "32" or name != "auto" or device.type != "cpu":
+        return install(name, "32", "--precision auto: fp32 (engine named)" if precision == "auto" and name != "auto"
+                       else "")
+    # precision auto, engine auto, CPU
+    if not native_bf16():
+        return install(name, "32", "--precision auto: fp32, this CPU has no native bf16 (AVX-512 BF16 or AMX)")
+    if not available("openvino"):
+        return install(name, "32", "--precision auto: fp32, the bf16 engine needs openvino: pip install -e \".[fast]\"")
+    onnx_bytes = export_onnx(model.eval_net)
+    fp32 = build_engine(model.eval_net, "openvino", device, model=onnx_bytes, **kwargs)
+    bf16 = build_engine(model.eval_net, "openvino-bf16", device, model=onnx_bytes, **kwargs)
+    db = sampler_psnr(model.diffusion, fp32, bf16)
+    if db >= min_psnr:
+        return install("openvino-bf16", "bf16", f"--precision auto: native bf16 CPU, {db:.1f} dB from fp32 on the "
+                       f"check image (≥ {min_psnr:g}); --precision 32 for exact fp32", db, bf16)
+    return install("openvino", "32", f"--precision auto: fp32, bf16 was {db:.1f} dB from fp32 on the check image "
+                   f"(< {min_psnr:g})", db, fp32)
+
+
+def _openvino_bf16_ok() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def use_engine(model: nn.Module, name: str = "auto", device: torch.device | str | None = None,
+               precision: str = "32") -> str:
+    """:func:`select_engine` returning the name of the engine installed (``pytorch`` for models without one)."""
+    return select_engine(model, name, device, precision).engine
 
 
 def export_onnx_checkpoint(model: nn.Module, source: Path, out: Path, **_) -> list[Path]:

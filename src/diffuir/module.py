@@ -119,8 +119,10 @@ class DiffUIRModule(StoredConfigMixin, RestorationEvalMixin, L.LightningModule):
                                     callback=callback)
         return (out + 1) / 2
 
-    def use_engine(self, name: str = "auto", device: torch.device | str | None = None, precision: str = "32") -> str:
-        """The engine hook of :mod:`src.inference`: :meth:`restore` samples with the network on engine ``name``
-        (:func:`src.diffuir.engines.use_engine`, which checks it against ``precision``); returns the engine used."""
-        return engines.use_engine(self, name, device, precision)
+    def use_engine(self, name: str = "auto", device: torch.device | str | None = None,
+                   precision: str = "32") -> engines.EngineChoice:
+        """The engine hook of :mod:`src.inference`: :meth:`restore` samples with the network on engine ``name`` in
+        ``precision`` (:func:`src.diffuir.engines.select_engine`: ``auto`` may pick the bf16 engine); returns the
+        choice (engine, precision, note)."""
+        return engines.select_engine(self, name, device, precision)
 

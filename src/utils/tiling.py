@@ -39,6 +39,18 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
+def fitted_tile(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
+    """The smallest tile side (a multiple of ``multiple``, at most ``tile``) that covers ``length`` with as many
+    tiles as side ``tile`` needs: neighbours then overlap by ``overlap`` plus at most the rounding, instead of the
+    up to ``tile`` − ``overlap`` extra pixels a full-size last tile can add (no pixel computed twice beyond the
+    overlap). ``length`` itself when one tile covers it."""
+    if length <= tile:
+        return length
+    n = math.ceil((length - overlap) / (tile - overlap))
+    side = math.ceil((length + (n - 1) * overlap) / n / multiple) * multiple
+    return max(min(side, tile), overlap + 1)
+
+
 def raised_cosine_ramp(n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``n`` samples of a raised-cosine ramp rising from ~0 to ~1, strictly inside (0, 1)."""
     k = torch.arange(n, dtype=torch.float64)
@@ -69,34 +81,42 @@ def axis_weights(length: int, tile: int, overlap: int) -> tuple[list[int], int, 
     return starts, size, weights
 
 
-def tile_boxes(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """``(y0, x0, h, w)`` of every tile, row by row."""
-    ys, th, _ = axis_weights(height, tile, overlap)
-    xs, tw, _ = axis_weights(width, tile, overlap)
+def _pair(tile: int | tuple[int, int]) -> tuple[int, int]:
+    return (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
+
+
+def tile_boxes(height: int, width: int, tile: int | tuple[int, int],
+               overlap: int) -> list[tuple[int, int, int, int]]:
+    """``(y0, x0, h, w)`` of every tile, row by row (``tile``: a side, or (rows, columns))."""
+    tile_h, tile_w = _pair(tile)
+    ys, th, _ = axis_weights(height, tile_h, overlap)
+    xs, tw, _ = axis_weights(width, tile_w, overlap)
     return [(y, x, th, tw) for y in ys for x in xs]
 
 
 def tiled_apply(
     fn: Callable[[torch.Tensor, Sequence[tuple[int, int, int, int]]], torch.Tensor],
     image: torch.Tensor,
-    tile: int,
+    tile: int | tuple[int, int],
     overlap: int,
     batch_size: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Apply ``fn`` to overlapping tiles of ``image`` (C×H×W) and blend the outputs into one C'×H×W tensor.
 
-    ``fn(tiles, boxes)`` gets an N×C×h×w batch (N ≤ ``batch_size``, every tile the same size) and the tiles'
-    ``(y0, x0, h, w)`` boxes in ``image``, and returns N×C'×h×w. ``progress(n)`` is called after each batch with
-    the number of tiles just done. The output is float32 on ``image``'s device.
+    ``tile``: the tile side, or (rows, columns). ``fn(tiles, boxes)`` gets an N×C×h×w batch (N ≤ ``batch_size``,
+    every tile the same size) and the tiles' ``(y0, x0, h, w)`` boxes in ``image``, and returns N×C'×h×w.
+    ``progress(n)`` is called after each batch with the number of tiles just done. The output is float32 on
+    ``image``'s device.
     """
     if image.ndim != 3:
         raise ValueError(f"expected a C×H×W image, got shape {tuple(image.shape)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     _, height, width = image.shape
-    ys, th, wy = axis_weights(height, tile, overlap)
-    xs, tw, wx = axis_weights(width, tile, overlap)
+    tile_h, tile_w = _pair(tile)
+    ys, th, wy = axis_weights(height, tile_h, overlap)
+    xs, tw, wx = axis_weights(width, tile_w, overlap)
     jobs = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
     out: torch.Tensor | None = None
     for first in range(0, len(jobs), batch_size):

@@ -1,0 +1,158 @@
+"""Whole photos (issue 18): fitted tile shapes, tiles batched through the engine (one compilation, the same output
+as tile by tile), the precision choice on the command line, and benchmarks/photo_speed.py and gpu.sh end to end."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from src.diffuir import engines
+from src.diffuir.diffusion import ResidualDiffusion
+from src.diffuir.module import DiffUIRModule
+from src.diffuir.unet import DiffUIRUNet
+from src.inference import Restorer
+from src.utils.tiling import fitted_tile, tile_boxes, tile_starts
+
+HAS_OV = importlib.util.find_spec("openvino") is not None
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("height,width,tile", [(3000, 4000, 512), (3000, 4000, 1024), (1632, 2448, 512),
+                                               (816, 1224, 1024), (200, 1000, 256), (520, 40, 512)])
+def test_plan_fits_tiles_so_no_pixel_is_computed_twice_beyond_the_overlap(height, width, tile):
+    overlap, multiple = 64, 16
+    n, (th, tw) = Restorer.plan(height, width, multiple, tile, overlap)
+    old_n, (oh, ow) = Restorer.plan(height, width, multiple, tile, overlap, fit=False)
+    assert (oh, ow) == (min(tile, -(-height // multiple) * multiple), min(tile, -(-width // multiple) * multiple))
+    assert n == old_n and th <= oh and tw <= ow and th % multiple == 0 and tw % multiple == 0
+    assert n * th * tw <= old_n * oh * ow
+    ph, pw = (-(-s // multiple) * multiple for s in (height, width))
+    for length, side in ((ph, th), (pw, tw)):
+        assert side == fitted_tile(length, tile, overlap, multiple)
+        starts = tile_starts(length, side, overlap)
+        assert starts[0] == 0 and starts[-1] + side == length  # covers the axis
+        overlaps = [side - (b - a) for a, b in zip(starts, starts[1:])]
+        assert all(overlap <= o <= overlap + 2 * multiple + 1 for o in overlaps), overlaps
+    assert len(tile_boxes(ph, pw, (th, tw), overlap)) == n
+
+
+def test_a_12_megapixel_photo_computes_far_fewer_pixels_with_fitted_tiles():
+    n, (th, tw) = Restorer.plan(3000, 4000, 16, 1024, 64)
+    old_n, (oh, ow) = Restorer.plan(3000, 4000, 16, 1024, 64, fit=False)
+    assert n * th * tw / (3008 * 4000) < 1.16 < 1.7 < old_n * oh * ow / (3008 * 4000)
+
+
+def _module(seed: int = 0, dim: int = 8) -> DiffUIRModule:
+    torch.manual_seed(seed)
+    net = DiffUIRUNet(dim=dim, dim_mults=(1, 1, 1, 1)).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return DiffUIRModule(net, ResidualDiffusion(), optimizer=torch.optim.Adam, ema=None).eval()
+
+
+@pytest.mark.skipif(not HAS_OV, reason="openvino not installed")
+def test_tiles_batched_through_openvino_equal_the_current_tile_by_tile_restoration():
+    """The current tiling (tile by tile, PyTorch) against tiles batched through OpenVINO's parallel streams: the
+    same image to fp32 precision, the tile shape compiled once for all batches (the smaller last one included);
+    and with fitted tiles, batched equals tile by tile again."""
+    module = _module()
+    img = np.random.default_rng(0).random((80, 136, 3)).astype(np.float32)
+    current = Restorer(module, tile=64, overlap=16, tile_batch=1, seed=3, fit_tiles=False).restore(img)
+    engine = engines.build_engine(module.eval_net, "openvino", threads=2)
+    module.inference_net = engine
+    restorer = Restorer(module, tile=64, overlap=16, seed=3, fit_tiles=False)
+    assert restorer.batch() == 2 and restorer.num_tiles(80, 136) == 6
+    batched = restorer.restore(img)
+    np.testing.assert_allclose(batched, current, atol=1e-4, rtol=0)
+    assert engine.compilations == 1
+    odd = Restorer(module, tile=64, overlap=16, seed=3, fit_tiles=False, tile_batch=4)  # batches of 4 and 2
+    np.testing.assert_allclose(odd.restore(img), current, atol=1e-4, rtol=0)
+    assert engine.compilations == 1
+    assert Restorer.plan(80, 136, 16, 64, 16) == (6, (48, 64))  # fitted: 48 rows instead of 64
+    fitted = Restorer(module, tile=64, overlap=16, seed=3).restore(img)
+    module.inference_net = None
+    one_by_one = Restorer(module, tile=64, overlap=16, tile_batch=1, seed=3).restore(img)
+    np.testing.assert_allclose(fitted, one_by_one, atol=1e-4, rtol=0)
+    assert np.abs(fitted - current).max() > 1e-4  # other tiles, another (equally valid) blend
+
+
+def test_progress_counts_every_tile_once_with_batches():
+    module = _module(1)
+    seen = []
+    restorer = Restorer(module, tile=32, overlap=8, tile_batch=3)
+    restorer.restore(np.zeros((48, 80, 3), np.float32), progress=seen.append)
+    assert sum(seen) == restorer.num_tiles(48, 80) == 6 and seen == [3, 3]
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    from benchmarks.photo_speed import random_weights
+
+    return random_weights("T", tmp_path_factory.mktemp("tiny") / "export", dim=8)
+
+
+def test_restore_says_its_engine_and_precision_first(tiny_export, tmp_path, capsys, monkeypatch):
+    """The first output line names the engine and the precision, and why auto chose it; --precision 32 restores
+    exactly as the fp32 engine does."""
+    from src.restore import main
+
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    fast = ["--threads", "1", "--no-progress", "--ckpt", str(tiny_export)]
+    assert main([str(tmp_path / "a.png"), "--out", str(tmp_path / "32"), "--precision", "32", *fast]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"engine: {engines.resolve('auto')}, precision 32"
+    monkeypatch.setattr(engines, "native_bf16", lambda: False)
+    assert main([str(tmp_path / "a.png"), "--out", str(tmp_path / "auto"), "--precision", "auto", *fast]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith("precision 32 (--precision auto: fp32, this CPU has no native bf16 (AVX-512 BF16 or AMX))")
+    same = [np.asarray(Image.open(tmp_path / d / "a.png")) for d in ("32", "auto")]
+    assert np.array_equal(*same)
+    if HAS_OV and engines._openvino_bf16_ok():
+        monkeypatch.setattr(engines, "native_bf16", lambda: True)
+        monkeypatch.setattr(engines, "BF16_MIN_PSNR", 0.0)
+        assert main([str(tmp_path / "a.png"), "--out", str(tmp_path / "bf16"), "--precision", "auto", *fast]) == 0
+        first = capsys.readouterr().out.splitlines()[0]
+        assert first.startswith("engine: openvino-bf16, precision bf16 (--precision auto: native bf16 CPU, ")
+        assert "dB from fp32 on the check image (≥ 0); --precision 32 for exact fp32)" in first
+
+
+def test_photo_speed_smoke_times_a_child_restore(tmp_path):
+    """benchmarks/photo_speed.py --smoke: one child `python -m src.restore` on a synthesised tiled photo, with its
+    wall time, tiles, multiply-adds, GMAC/s and peak memory."""
+    from benchmarks import photo_speed
+
+    (row,) = photo_speed.main(["--smoke", "--threads", "1", "--out", str(tmp_path / "p")])
+    assert row["wall_s"] > 0 and row["s_per_mp"] > 0 and 0 < row["restore_s"] < row["wall_s"]
+    tiles, (th, tw) = Restorer.plan(96, 128, 16, 64, 16)
+    assert row["tiles"] == tiles > 1 and row["tile_shape"] == f"{th}x{tw}"
+    assert row["gmacs"] > 0 and 0 < row["overlap_share"] < 1 and row["gmac_per_s"] > 0
+    assert 0.05 < row["peak_rss_gb"] < 8 and row["engine_line"].startswith("engine: ")
+    md = (tmp_path / "p.md").read_text()
+    assert "| DiffUIR-T (width 8, random) | 0 | 96×128 | auto |" in md
+    assert (tmp_path / "p.csv").read_text().startswith("run,cpu,device")
+
+
+def test_synthesised_photos_have_the_asked_size_and_detail(tmp_path):
+    from benchmarks.photo_speed import synthesise_photo
+
+    path = synthesise_photo(300, 700, tmp_path / "p.jpg")
+    img = np.asarray(Image.open(path), np.float32)
+    assert img.shape == (300, 700, 3) and img.std() > 20
+
+
+@pytest.mark.slow  # ~1 min of CPU: two benchmark processes and a restore child (make test-full)
+def test_gpu_sh_smoke_runs_both_benchmarks_on_cpu(tmp_path):
+    """benchmarks/gpu.sh --smoke: gpu_bench (its sampler section) and the whole-photo benchmark, tiny, on the CPU."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PY": sys.executable}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--smoke", "--sections", "sample", "--out",
+                           str(tmp_path / "gpu")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "| sample | DiffUIR-T | 32 |" in (tmp_path / "gpu.md").read_text()  # gpu_bench's sections: test_bench.py
+    assert "| DiffUIR-T (width 8, random) | 0 | 96×128 |" in (tmp_path / "photo_speed_gpu.md").read_text()
