@@ -204,7 +204,8 @@ def sd15_shaped_vae(seed: int | None = 0) -> AutoencoderKL:
 def _ldm_resnet(key: str) -> str:
     """Inverse of diffusers' ``update_unet_resnet_ldm_to_diffusers`` renames (a ResBlock's parameters)."""
     for new, old in (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
-                     ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection")):
+                     ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"),
+                     ("conv_shortcut", "skip_connection")):
         key = key.replace(f".{new}.", f".{old}.")
     return key
 
