@@ -37,11 +37,11 @@ def noise_image(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
 
 def write_published_trees(data: Path, sizes: dict[str, tuple[int, int]] | None = None, seed: int = 0,
                           content: Callable[[np.random.Generator, tuple[int, int]], np.ndarray] = noise_image,
-                          train_images: int = 2) -> dict[str, Path]:
+                          train_images: int = 2, test_images: int = 1) -> dict[str, Path]:
     """Write every source under ``data`` in its published layout; returns ``{builder name: dataset root}``.
 
-    ``sizes``: (width, height) per builder name (default 48×40 everywhere); ``train_images``: training pairs per
-    source (test splits get one each).
+    ``sizes``: (width, height) per builder name (default 48×40 everywhere); ``train_images`` / ``test_images``:
+    pairs per training source / per test set (a validation set needs at least one image per DDP rank).
     """
     rng = np.random.default_rng(seed)
 
@@ -59,56 +59,63 @@ def write_published_trees(data: Path, sizes: dict[str, tuple[int, int]] | None =
         for n in gt_names or lq_names:
             img(gt_dir / n, name)
 
-    k = range(1, train_images + 1)
+    k, t = range(1, train_images + 1), range(1, test_images + 1)
     roots = {}
     r = roots["rain_merged"] = data / "syn_rain"  # DiffUIR's merged deraining sets
     pairs("rain_merged", r / "train" / "input", r / "train" / "target", [f"{i}.png" for i in k])
     for s in ("Rain100H", "Rain100L", "Test100", "Test1200", "Test2800"):
-        pairs("rain_merged", r / "test" / s / "input", r / "test" / s / "target", ["a.png"])
+        pairs("rain_merged", r / "test" / s / "input", r / "test" / s / "target", [f"{i}.png" for i in t])
     r = roots["lol"] = data / "LOL"
     pairs("lol", r / "our485" / "low", r / "our485" / "high", [f"{2 + 3 * i}.png" for i in k])
-    pairs("lol", r / "eval15" / "low", r / "eval15" / "high", ["1.png"])
+    pairs("lol", r / "eval15" / "low", r / "eval15" / "high", [f"{i}.png" for i in t])
     r = roots["snow100k"] = data / "Snow100K"
     pairs("snow100k", r / "Snow100K-training" / "all" / "synthetic", r / "Snow100K-training" / "all" / "gt",
           [f"city_{i}.jpg" for i in k])
     test = r / "Snow100K-testset" / "media" / "jdway" / "GameSSD" / "overlapping" / "test"
     for s in ("S", "L"):
-        pairs("snow100k", test / f"Snow100K-{s}" / "synthetic", test / f"Snow100K-{s}" / "gt", ["x.jpg"])
+        pairs("snow100k", test / f"Snow100K-{s}" / "synthetic", test / f"Snow100K-{s}" / "gt",
+              [f"x{i}.jpg" for i in t])
     r = roots["reside"] = data / "RESIDE"
     pairs("reside", r / "OTS_ALPHA" / "haze" / "OTS", r / "OTS_ALPHA" / "clear" / "clear_images",
           [f"{i:04d}_0.8_0.2.jpg" for i in k], [f"{i:04d}.jpg" for i in k])
-    pairs("reside", r / "SOTS" / "outdoor" / "hazy", r / "SOTS" / "outdoor" / "gt", ["0001_0.8_0.2.jpg"], ["0001.png"])
+    pairs("reside", r / "SOTS" / "outdoor" / "hazy", r / "SOTS" / "outdoor" / "gt",
+          [f"{i:04d}_0.8_0.2.jpg" for i in t], [f"{i:04d}.png" for i in t])
     r = roots["gopro"] = data / "GoPro"
     pairs("gopro", r / "train" / "GOPR0372_07_00" / "blur", r / "train" / "GOPR0372_07_00" / "sharp",
           [f"{46 + i:06d}.png" for i in k])
-    pairs("gopro", r / "test" / "GOPR0384_11_00" / "blur", r / "test" / "GOPR0384_11_00" / "sharp", ["000047.png"])
+    pairs("gopro", r / "test" / "GOPR0384_11_00" / "blur", r / "test" / "GOPR0384_11_00" / "sharp",
+          [f"{46 + i:06d}.png" for i in t])
     r = roots["div2k"] = data / "DIV2K"
     for i in k:
         img(r / "DIV2K_train_HR" / f"{i:04d}.png", "div2k")
-    img(r / "DIV2K_valid_HR" / "0801.png", "div2k")
+    for i in t:
+        img(r / "DIV2K_valid_HR" / f"{800 + i:04d}.png", "div2k")
     r = roots["flickr2k"] = data / "Flickr2K"
     for i in k:
         img(r / "Flickr2K_HR" / f"{i:06d}.png", "flickr2k")
     r = roots["rain1400"] = data / "Rain1400"
     pairs("rain1400", r / "training" / "rainy_image", r / "training" / "ground_truth",
           [f"{i}_{j}.jpg" for i in k for j in (1, 2)], [f"{i}.jpg" for i in k])
-    pairs("rain1400", r / "testing" / "rainy_image", r / "testing" / "ground_truth", ["901_3.jpg"], ["901.jpg"])
+    pairs("rain1400", r / "testing" / "rainy_image", r / "testing" / "ground_truth",
+          [f"{900 + i}_3.jpg" for i in t], [f"{900 + i}.jpg" for i in t])
     r = roots["raindrop"] = data / "Raindrop"
     pairs("raindrop", r / "train" / "data", r / "train" / "gt", [f"{i}_rain.png" for i in k],
           [f"{i}_clean.png" for i in k])
-    pairs("raindrop", r / "test_a" / "data", r / "test_a" / "gt", ["5_rain.png"], ["5_clean.png"])
+    pairs("raindrop", r / "test_a" / "data", r / "test_a" / "gt", [f"{4 + i}_rain.png" for i in t],
+          [f"{4 + i}_clean.png" for i in t])
     return roots
 
 
 def build_fake_data(base: Path, sizes: dict[str, tuple[int, int]] | None = None, seed: int = 0,
-                    content: Callable = noise_image, train_images: int = 2, jobs: int = 1) -> tuple[Path, Path]:
+                    content: Callable = noise_image, train_images: int = 2, test_images: int = 1,
+                    jobs: int = 1) -> tuple[Path, Path]:
     """The fake trees under ``base/data`` and every manifest both papers' data configs and default test sets read
     under ``base/manifests`` (the builders, and the synthetic noise50 / jpeg10 sets); returns (data, manifests)."""
     from src.data.manifests import build_manifests
     from src.data.synthetic_sets import generate_sets
 
     data, out = base / "data", base / "manifests"
-    for name, root in write_published_trees(data, sizes, seed, content, train_images).items():
+    for name, root in write_published_trees(data, sizes, seed, content, train_images, test_images).items():
         build_manifests(name, root, data_root=data, out_dir=out, jobs=jobs)
     generate_sets(data / "DIV2K" / "DIV2K_valid_HR", data, sets=("noise50", "jpeg10"), manifest_dir=out)
     return data, out

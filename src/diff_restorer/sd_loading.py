@@ -14,6 +14,7 @@ checkpoint's config gives the same frozen weights), for tests and CPU demos.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -118,8 +119,11 @@ def _from_single_file(cls, path: Path, prefix: str, convert: Callable, config: d
     return model.requires_grad_(False).eval()
 
 
-def _load(cls, sd_dir: str | Path, subfolder: str, variant: str | None, dtype: str | None, config: dict | None):
+def _load(cls, sd_dir: str | Path, subfolder: str, variant: str | None, dtype: str | None,
+          config: dict | str | Path | None):
     path = Path(sd_dir)
+    if isinstance(config, (str, Path)):
+        config = json.loads(Path(config).read_text())
     if path.is_file():
         if path.suffix not in SINGLE_FILE_SUFFIXES:
             raise FileNotFoundError(missing_sd_message(sd_dir, f"a file, but not a {'/'.join(SINGLE_FILE_SUFFIXES)} "
@@ -138,15 +142,15 @@ def _load(cls, sd_dir: str | Path, subfolder: str, variant: str | None, dtype: s
 
 
 def load_unet(sd_dir: str | Path, variant: str | None = None, dtype: str | None = None,
-              config: dict | None = None) -> UNet2DConditionModel:
+              config: dict | str | Path | None = None) -> UNet2DConditionModel:
     """The SD-1.5 denoising U-Net (frozen; Diff-Restorer unfreezes it only if asked) from ``sd_dir/unet`` (a
     diffusers folder) or from ``sd_dir`` itself when it is a single original checkpoint file (then ``config``, a
-    UNet2DConditionModel config, defaults to SD-1.5's)."""
+    UNet2DConditionModel config dict or config.json path, defaults to SD-1.5's)."""
     return _load(UNet2DConditionModel, sd_dir, "unet", variant, dtype, config)
 
 
 def load_vae(sd_dir: str | Path, variant: str | None = None, dtype: str | None = None,
-             config: dict | None = None) -> AutoencoderKL:
+             config: dict | str | Path | None = None) -> AutoencoderKL:
     """The SD-1.5 VAE (frozen) from ``sd_dir/vae`` or a single original checkpoint file (as :func:`load_unet`)."""
     return _load(AutoencoderKL, sd_dir, "vae", variant, dtype, config)
 
