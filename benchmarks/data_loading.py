@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import itertools
 import math
 import os
 import platform
@@ -91,7 +92,9 @@ def make_fake_dataset(root: Path, pipeline: str, size: tuple[int, int], ext: str
     return rows
 
 
-def loader(pipeline: str, rows: list[Row], root: Path, crop: int, workers: int) -> DataLoader:
+def loader(pipeline: str, rows: list[Row], root: Path, crop: int, workers: int,
+           shards: Path | None = None) -> DataLoader:
+    """The pipeline's training loader; with ``shards``, images come from pre-decoded litdata shards."""
     if pipeline == "diffuir":
         ds = DiffUIRTrainDataset(rows, root, patch_size=crop)
         w = weights_vector({"haze": 0.4, "low_light": 0.1, "rain": 0.2, "snow": 0.2, "blur": 0.1})
@@ -101,6 +104,10 @@ def loader(pipeline: str, rows: list[Row], root: Path, crop: int, workers: int) 
         ds = DiffRestorerTrainDataset(rows, root, image_size=crop)
         batch = 4
         sampler = BalancedTaskSampler(task_pools(ds.labels), samples_per_task=50000)
+    if shards is not None:
+        from src.data.shards import ShardImages
+
+        ds.images = ShardImages(shards)
     return DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True,
                       worker_init_fn=worker_init_fn)
 
@@ -172,19 +179,23 @@ def training_gflops_per_sample() -> dict[str, dict]:
 
 
 def appetite(results: list[dict], flops: dict[str, dict]) -> list[dict]:
-    """Estimated GPU samples/s and the workers one GPU needs at the slowest per-worker rate measured."""
+    """Estimated GPU samples/s and the workers one GPU needs at the slowest per-worker rate measured (image files,
+    and litdata shards where measured)."""
     rows = []
     for pipeline, f in flops.items():
-        rates = [r["samples_per_s_per_worker"] for r in results if r["pipeline"] == pipeline and r["workers"] == 1]
-        if not rates:
-            continue
-        slowest = min(rates)
-        for gpu, peaks in GPUS.items():
-            for prec, peak in peaks.items():
-                rate = UTILISATION * peak * 1e12 / (f["gflops"] * 1e9)
-                rows.append({"pipeline": pipeline, "model": f["model"], "gflops_per_sample": round(f["gflops"], 1),
-                             "gpu": gpu, "precision": prec, "gpu_samples_per_s": round(rate, 1),
-                             "slowest_per_worker": slowest, "workers_needed": math.ceil(rate / slowest)})
+        for read in ("files", "shards"):
+            rates = [r["samples_per_s_per_worker"] for r in results if r["pipeline"] == pipeline
+                     and r["workers"] == 1 and ("shards" in r["format"]) == (read == "shards")]
+            if not rates:
+                continue
+            slowest = min(rates)
+            for gpu, peaks in GPUS.items():
+                for prec, peak in peaks.items():
+                    rate = UTILISATION * peak * 1e12 / (f["gflops"] * 1e9)
+                    rows.append({"pipeline": pipeline, "model": f["model"], "read": read,
+                                 "gflops_per_sample": round(f["gflops"], 1), "gpu": gpu, "precision": prec,
+                                 "gpu_samples_per_s": round(rate, 1), "slowest_per_worker": slowest,
+                                 "workers_needed": math.ceil(rate / slowest)})
     return rows
 
 
@@ -200,11 +211,12 @@ def write_markdown(path: Path, results: list[dict], need: list[dict], flops: dic
                      f"| {r['decode_ms']} | {r['load_avg_1min']} |")
     lines += ["", f"GPU side (estimate: FLOPs per training sample at {UTILISATION:.0%} of the dense peak; "
               "`make bench-gpu` measures it):", "",
-              "| model | GFLOP / sample | GPU | precision | samples/s (est.) | slowest per-worker rate | workers "
-              "needed |", "|---|---:|---|---|---:|---:|---:|"]
+              "| model | GFLOP / sample | GPU | precision | samples/s (est.) | reading | slowest per-worker rate "
+              "| workers needed |", "|---|---:|---|---|---:|---|---:|---:|"]
     for n in need:
         lines.append(f"| {n['model']} | {n['gflops_per_sample']:.0f} | {n['gpu']} | {n['precision']} "
-                     f"| {n['gpu_samples_per_s']} | {n['slowest_per_worker']} | {n['workers_needed']} |")
+                     f"| {n['gpu_samples_per_s']} | {n['read']} "
+                     f"| {n['slowest_per_worker']} | {n['workers_needed']} |")
     lines += ["", *(f"- {f['model']}: {f['detail']}" for f in flops.values())]
     path.write_text("\n".join(lines) + "\n")
 
@@ -217,6 +229,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--formats", default="png,jpg")
     p.add_argument("--sizes", default="", help="only these source labels (e.g. 0.3MP,12MP); default all")
     p.add_argument("--no-flops", action="store_true", help="skip the GPU estimate")
+    p.add_argument("--shards", action="store_true",
+                   help="also read the same rows from litdata shards (src.data.shards): before and after")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
     argv = list(argv if argv is not None else sys.argv[1:])
@@ -233,18 +247,26 @@ def main(argv=None) -> list[dict]:
                     root = Path(tmp) / f"{pipeline}_{label}_{ext}"
                     rows = make_fake_dataset(root, pipeline, size, ext)
                     dec = decode_ms(root / "gt" / f"0.{ext}")
-                    for workers in (int(w) for w in args.workers.split(",")):
+                    reads = [(ext, None)]
+                    if args.shards:  # after: the same rows from litdata shards (Diff-Restorer's resized once)
+                        from src.data.shards import build_shards
+
+                        shard_dir = build_shards(rows, root, root / "shards",
+                                                 resize_to=crop if pipeline == "diff_restorer" else None)
+                        reads.append((f"{ext} → shards" + (f" ({crop}²)" if pipeline == "diff_restorer" else ""),
+                                      shard_dir))
+                    for (fmt, shards), workers in itertools.product(reads, (int(w) for w in args.workers.split(","))):
                         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-                        n, sec = measure(loader(pipeline, rows, root, crop, workers), args.seconds)
+                        n, sec = measure(loader(pipeline, rows, root, crop, workers, shards), args.seconds)
                         r = {"pipeline": pipeline, "crop": crop, "source": label,
-                             "source_size": f"{size[0]}x{size[1]}", "format": ext, "workers": workers,
+                             "source_size": f"{size[0]}x{size[1]}", "format": fmt, "workers": workers,
                              "samples": n, "seconds": round(sec, 2),
                              "samples_per_s": round(n / sec, 1),
                              "samples_per_s_per_worker": round(n / sec / workers, 1),
                              "decode_ms": round(dec, 1), "load_avg_1min": round(load, 2), "machine": desc,
                              "date": dt.date.today().isoformat()}
                         results.append(r)
-                        print(f"{pipeline:<14} {label:>6} {ext}  workers {workers}: "
+                        print(f"{pipeline:<14} {label:>6} {fmt}  workers {workers}: "
                               f"{r['samples_per_s']:>6.1f} samples/s "
                               f"({r['samples_per_s_per_worker']:.1f} per worker; decode {dec:.0f} ms/image)",
                               flush=True)
@@ -260,7 +282,7 @@ def main(argv=None) -> list[dict]:
         write_markdown(out.with_suffix(".md"), results, need, flops, desc, argv)
         for n in need:
             print(f"{n['model']:<28} {n['gpu']} {n['precision']}: ~{n['gpu_samples_per_s']} samples/s -> "
-                  f"{n['workers_needed']} workers", flush=True)
+                  f"{n['workers_needed']} workers ({n['read']})", flush=True)
     print(f"machine: {desc}\nwrote {out}")
     return results
 

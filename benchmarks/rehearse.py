@@ -143,13 +143,16 @@ def write_weights(work: Path, tiny: bool) -> dict:
     del unet, vae
     # the two layouts must give the same networks
     same = {}
+    from safetensors import safe_open
+
     for name, load in (("unet", sd.load_unet), ("vae", sd.load_vae)):
-        cfg = folder / name / "config.json"
-        a, b = load(folder), load(single, config=cfg)
-        sa, sb = a.state_dict(), b.state_dict()
-        same[name] = {"tensors": len(sa), "params": sum(v.numel() for v in sa.values()),
-                      "identical": sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)}
-        del a, b, sa, sb
+        load(folder)  # the folder loads (diffusers' from_pretrained); its file is compared tensor by tensor below
+        b = load(single, config=folder / name / "config.json").state_dict()  # one network in memory at a time
+        with safe_open(str(folder / name / "diffusion_pytorch_model.safetensors"), framework="pt") as f:
+            keys = set(f.keys())
+            identical = keys == set(b) and all(torch.equal(f.get_tensor(k), b[k]) for k in keys)
+        same[name] = {"tensors": len(b), "params": sum(v.numel() for v in b.values()), "identical": identical}
+        del b
     clip_file = wd / "clip" / "ViT-L-14-openai" / "open_clip_pytorch_model.bin"
     clip_file.parent.mkdir(parents=True, exist_ok=True)
     clip = (sd.seeded(3, lambda: open_clip.CLIP(**{k: v for k, v in TINY_CLIP_CONFIG.items()})) if tiny
