@@ -8,7 +8,10 @@ removes the decoding of 2–12 MP files for every sample; ``benchmarks/data_load
 
 The manifests stay the list of samples (tasks, sources, balancing): a DataModule given ``shards`` reads each
 training row's LQ / GT pixels from the shard instead of decoding the files; every training row must be in it
-(checked at set-up). Crops, flips, augmentation and LQ synthesis happen after reading, as before.
+(checked at set-up). Crops, flips, augmentation and LQ synthesis happen after reading, as before, so samples are
+identical, with one difference in resized shards: the random crop of Diff-Restorer's oversampled copies
+(``OversampleAugment.crop_scale``) is cut from the 512² image instead of the original, i.e. the same part of the
+scene at less detail.
 """
 
 from __future__ import annotations
