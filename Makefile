@@ -3,7 +3,7 @@ PY      ?= .venv/bin/python
 THREADS ?= 2
 ENV      = OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
-.PHONY: setup demo train restore test test-cpus test-full eval bench bench-gpu complexity lint clean app test-browser
+.PHONY: setup demo train restore test test-cpus test-full eval bench bench-gpu complexity lint clean app test-browser rehearse
 
 setup: .venv/.installed  ## create .venv and install the suite with its dev tools
 
@@ -79,6 +79,9 @@ bench: setup  ## side-by-side sampler timings (official code if OFFICIAL=path ex
 
 bench-gpu:  ## GPU benchmark (<= 8 min on one H100/H200): DiffUIR-L training/sampling, Diff-Restorer 512² -> experiments/bench/gpu.md
 	benchmarks/gpu.sh
+
+rehearse: setup  ## paper-scale dress rehearsal on CPU: every paper experiment at full size on fake data and weights (~20 min on 2 cores, < 16 GB) -> experiments/rehearsal.md
+	$(ENV) $(PY) -m benchmarks.rehearse --threads $(THREADS) $(ARGS)
 
 complexity: setup  ## params and multiply-adds of each DiffUIR size beside the paper's Table 1
 	$(ENV) $(PY) -m src.diffuir.complexity

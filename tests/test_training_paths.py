@@ -3,7 +3,7 @@ composes, instantiates, trains one step and tests one batch on tiny settings.
 
 Manifest data (``data=diffuir_tasks``, ``data=eight_degradations``) comes from small fake trees in each dataset's
 published layout (tiny PNGs written here), turned into manifests by the suite's own builders
-(:func:`src.data.manifests.build_manifests`, :func:`src.data.synthetic_sets.generate_sets`). Full-size models are
+(:func:`src.data.fake_trees.build_fake_data`). Full-size models are
 checked by composition and parameter count only.
 """
 
@@ -18,10 +18,8 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from PIL import Image
 
-from src.data.manifests import build_manifests
-from src.data.synthetic_sets import generate_sets
+from src.data.fake_trees import build_fake_data
 from src.train import UsageError, train
 from tests.conftest import CONF, compose_train
 
@@ -33,66 +31,10 @@ DIFFUIR_TINY = ["model.net.dim=8"]
 DR_TINY = ["model.sampling_steps=2"]
 DIFFUIR_PARAMS = {"t": 886_435, "s": 3_268_643, "b": 12_406_851, "l": 36_261_187}  # the official code's counts
 
-_RNG = np.random.default_rng(0)
-
-
-def _png(path: Path, size=(48, 40)) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(_RNG.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
-
-
-def _pairs(lq_dir: Path, gt_dir: Path, lq_names, gt_names=None) -> None:
-    for n in lq_names:
-        _png(lq_dir / n)
-    for n in gt_names or lq_names:
-        _png(gt_dir / n)
-
-
-def write_published_trees(data: Path) -> dict[str, Path]:
-    """Tiny copies of every training / test source of both papers, each in its published folder layout."""
-    roots = {}
-    r = roots["rain_merged"] = data / "syn_rain"  # DiffUIR's merged deraining sets
-    _pairs(r / "train" / "input", r / "train" / "target", ["1.png", "2.png"])
-    for s in ("Rain100H", "Rain100L", "Test100", "Test1200", "Test2800"):
-        _pairs(r / "test" / s / "input", r / "test" / s / "target", ["a.png"])
-    r = roots["lol"] = data / "LOL"
-    _pairs(r / "our485" / "low", r / "our485" / "high", ["2.png", "5.png"])
-    _pairs(r / "eval15" / "low", r / "eval15" / "high", ["1.png"])
-    r = roots["snow100k"] = data / "Snow100K"
-    _pairs(r / "Snow100K-training" / "all" / "synthetic", r / "Snow100K-training" / "all" / "gt", ["city_1.jpg"])
-    test = r / "Snow100K-testset" / "media" / "jdway" / "GameSSD" / "overlapping" / "test"
-    for size in ("S", "L"):
-        _pairs(test / f"Snow100K-{size}" / "synthetic", test / f"Snow100K-{size}" / "gt", ["x.jpg"])
-    r = roots["reside"] = data / "RESIDE"
-    _pairs(r / "OTS_ALPHA" / "haze" / "OTS", r / "OTS_ALPHA" / "clear" / "clear_images",
-           ["0001_0.8_0.2.jpg", "0002_1_0.08.jpg"], ["0001.jpg", "0002.jpg"])
-    _pairs(r / "SOTS" / "outdoor" / "hazy", r / "SOTS" / "outdoor" / "gt", ["0001_0.8_0.2.jpg"], ["0001.png"])
-    r = roots["gopro"] = data / "GoPro"
-    for split, scene in (("train", "GOPR0372_07_00"), ("test", "GOPR0384_11_00")):
-        _pairs(r / split / scene / "blur", r / split / scene / "sharp", ["000047.png"])
-    r = roots["div2k"] = data / "DIV2K"
-    _png(r / "DIV2K_train_HR" / "0001.png")
-    _png(r / "DIV2K_valid_HR" / "0801.png")
-    r = roots["flickr2k"] = data / "Flickr2K"
-    _png(r / "Flickr2K_HR" / "000001.png")
-    r = roots["rain1400"] = data / "Rain1400"
-    _pairs(r / "training" / "rainy_image", r / "training" / "ground_truth", ["1_1.jpg", "1_2.jpg"], ["1.jpg"])
-    _pairs(r / "testing" / "rainy_image", r / "testing" / "ground_truth", ["901_3.jpg"], ["901.jpg"])
-    r = roots["raindrop"] = data / "Raindrop"
-    _pairs(r / "train" / "data", r / "train" / "gt", ["0_rain.png"], ["0_clean.png"])
-    _pairs(r / "test_a" / "data", r / "test_a" / "gt", ["5_rain.png"], ["5_clean.png"])
-    return roots
-
-
 @pytest.fixture(scope="module")
 def manifests(tmp_path_factory) -> tuple[Path, Path]:
     """(data root, manifest folder) with every manifest the two data configs and their default test sets read."""
-    base = tmp_path_factory.mktemp("paths")
-    data, out = base / "data", base / "manifests"
-    for name, root in write_published_trees(data).items():
-        build_manifests(name, root, data_root=data, out_dir=out, jobs=1)
-    generate_sets(data / "DIV2K" / "DIV2K_valid_HR", data, sets=("noise50", "jpeg10"), manifest_dir=out)
-    return data, out
+    return build_fake_data(tmp_path_factory.mktemp("paths"))
 
 
 def _data_overrides(data: str, manifests) -> list[str]:

@@ -183,6 +183,7 @@ class ManifestDataset(Dataset):
         self.resize_gt_sources = tuple(resize_gt_sources)
         self.skipped: Counter = Counter()  # substituted samples by problem kind (this process)
         self.bad_rows: dict[int, str] = {}  # row index -> problem kind (this process)
+        self.images = None  # pre-decoded shards (src.data.shards.ShardImages) read instead of the files, if set
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -195,6 +196,8 @@ class ManifestDataset(Dataset):
         """LQ and GT of a row as ``uint8`` arrays (None where the manifest field is empty); an
         :class:`ImageProblem` names the file and the manifest row."""
         row = self.rows[index]
+        if self.images is not None:
+            return self.images.read(row)
         try:
             lq = read_image(self.data_root / row.lq, self.convert) if row.lq is not None else None
             gt = read_image(self.data_root / row.gt, self.convert) if row.gt is not None else None

@@ -107,6 +107,7 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
         unknown_task: label for rows of task ``unknown`` (TOLED / POLED).
         synth: ``{noise_sigma, jpeg_quality}`` for rows whose LQ is synthesised.
         eval_hist_eq_tasks: tasks whose evaluation inputs are histogram-equalised.
+        shards: a folder of pre-decoded training shards (:mod:`src.data.shards`) to read training images from.
     """
 
     def __init__(self, data_root: str, train_manifests: Sequence[str] = (), testsets: Mapping[str, str] | None = None,
@@ -117,7 +118,7 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
                  convert: bool = False, on_error: str = "raise", on_bad_sample: str = "error",
                  unknown_task: str = "blur",
                  synth: Mapping | None = None, eval_hist_eq_tasks: Sequence[str] = (), seed: int = 0,
-                 pin_memory: bool = False, tasks: Sequence[str] | None = None):
+                 pin_memory: bool = False, tasks: Sequence[str] | None = None, shards: str | None = None):
         super().__init__()
         if eval_batch_size > 1 and not eval_size:
             log.warning("eval_batch_size=%d without eval_size: full-resolution evaluation images differ in size, "
@@ -182,6 +183,10 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
         return EvalDataset(rows, hp.data_root, hist_eq_tasks=hp.eval_hist_eq_tasks, crop=hp.eval_size, seed=hp.seed,
                            **self._common())
 
+    def shard_resize_allowed(self) -> tuple:
+        """Resolutions that training shards may have been resized to (None: the original images)."""
+        return (None,)
+
     @abc.abstractmethod
     def build_train_set(self, rows: list[Row]) -> ManifestDataset:
         """The training dataset of this paper's recipe (its crops, augmentation and task balancing)."""
@@ -198,6 +203,15 @@ class ManifestDataModule(L.LightningDataModule, abc.ABC):
             rows = self.load_rows(hp.train_manifests, unique=True)
             log.info("training rows per task: %s", dict(task_counts(rows)))
             self.train_set = self.build_train_set(rows)
+            if hp.get("shards"):
+                from src.data.shards import ShardImages  # litdata: the `shards` extra
+
+                images = ShardImages(hp.shards)
+                images.check_rows(rows)
+                if images.resize not in self.shard_resize_allowed():
+                    raise ValueError(f"data.shards={hp.shards} holds images resized to {images.resize}²; this "
+                                     f"pipeline needs {' or '.join(map(str, self.shard_resize_allowed()))}")
+                self.train_set.images = images
         if stage in (None, "fit", "validate") and self.val_set is None:
             names = list(hp.val_sets) if hp.val_sets is not None else list(self.testset_manifests)
             self.val_set = self._eval_set([n for n in names if n in self.testset_manifests], hp.val_limit_per_set)
@@ -310,6 +324,10 @@ class DiffRestorerDataModule(ManifestDataModule):
                  resize_mode: str = "resize", augment: Mapping | None = None, tasks: Sequence[str] = TASKS, **kw):
         OversampleAugment(**(augment or {}))  # bad field names fail at instantiation
         super().__init__(data_root, tasks=tasks, **kw)  # saves every init argument (subclasses' included)
+
+    def shard_resize_allowed(self) -> tuple:
+        hp = self.hparams  # resize mode: every image is resized to patch_size², once in the shards or per sample
+        return (None, hp.patch_size) if hp.resize_mode == "resize" else (None,)
 
     def build_train_set(self, rows: list[Row]) -> ManifestDataset:
         hp = self.hparams

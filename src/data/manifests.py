@@ -273,6 +273,17 @@ def _cmd_synth(args) -> int:
     return 0
 
 
+def _cmd_shards(args) -> int:
+    from src.data.shards import build_shards  # litdata (the `shards` extra): only for this command
+
+    data_root = Path(args.data_root or os.environ.get("UIR_DATA") or ".")
+    rows = [r for m in args.manifests for r in load_manifest(m, data_root, level="exists", convert=args.convert)]
+    out = build_shards(rows, data_root, args.out, resize_to=args.resize, convert=args.convert,
+                       manifests=[str(m) for m in args.manifests])
+    print(f"{len(rows)} rows -> {out} (train with +data.shards={out})")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -318,10 +329,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by name)")
     s.add_argument("--crop", type=int, default=None, help="centre-crop each image to this size first")
+    sh = sub.add_parser("shards", help="write the decoded training images of manifests as litdata shards "
+                        "(optionally resized once, e.g. to Diff-Restorer's 512²) for large-scale runs")
+    sh.add_argument("manifests", nargs="+")
+    sh.add_argument("--out", required=True, help="a new folder for the shards")
+    sh.add_argument("--data-root", default=None, help="default: $UIR_DATA, else the current folder")
+    sh.add_argument("--resize", type=_positive_int, default=None, help="resize every image to this size² "
+                    "(only for pipelines that resize whole images: Diff-Restorer's resize_mode=resize)")
+    sh.add_argument("--convert", action="store_true", help="accept grayscale / RGBA / palette / 16-bit images")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     handler = {"list": _cmd_list, "build": _cmd_build, "validate": _cmd_validate, "counts": _cmd_counts,
-               "synth": _cmd_synth}[args.cmd]
+               "synth": _cmd_synth, "shards": _cmd_shards}[args.cmd]
     try:
         return handler(args)
     except (ManifestError, OSError, KeyError, ValueError) as e:
