@@ -30,7 +30,7 @@ test: setup  ## fast tests (CI): skips slow and GPU tests
 
 app: .venv/.app-installed  ## the web app on 127.0.0.1:7860 (installs Gradio into .venv first): make app [CKPT=path] [ARGS="--host 0.0.0.0"]
 	@demo=$$(ls -1 logs/diffuir_t_demo/runs/*/checkpoints/last.ckpt 2>/dev/null | sort | tail -n 1); \
-	ckpts="$(CKPT)"; [ -n "$$ckpts" ] || ckpts="src/pretrained/diffuir_t_builtin $$demo"; \
+	ckpts="$(CKPT)"; [ -n "$$ckpts" ] || ckpts="src/pretrained/diffuir_t_photos $$demo"; \
 	$(ENV) $(PY) -m src.app $$(for c in $$ckpts; do printf -- '--ckpt %s ' "$$c"; done) $(ARGS)
 
 .venv/.app-installed: .venv/.installed pyproject.toml  ## the app's extra (gradio), once and after pyproject changes

@@ -32,10 +32,11 @@ import torch
 
 from src.baselines import all_skipped_notes, best_baseline, run_baselines
 from src.data.builtin import HELDOUT_IMAGES, center_crop, load_builtin_image
-from src.data.degradations import TASKS, degrade
+from src.data.degradations import degrade
 from src.metrics.fidelity import psnr, ssim
 from src.reporting.grids import save_comparison_grid
 from src.reporting.tables import per_task_table, to_markdown, write_csv
+from src.tasks import TASKS
 
 # photo name -> (package, path inside the package's data folder); "builtin": a scikit-image held-out photo
 PHOTOS = {

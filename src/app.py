@@ -114,7 +114,7 @@ class LoadedModel:
 
     def describe(self) -> str:
         """What the page says about the model (Markdown): its line, the tasks it was trained on, detection."""
-        from src.data.degradations import TASKS
+        from src.tasks import TASKS
 
         lines = [f"**Model:** {self.info}"]
         if self.trained_tasks:

@@ -39,9 +39,9 @@ from src.utils.images import IMAGE_EXTENSIONS
 from src.utils.padding import pad_to_multiple
 from src.utils.tiling import BlockNoise, fitted_tile, mix_seed, tile_boxes, tiled_apply
 
-# The weights used when no checkpoint is given: DiffUIR-T trained by the suite on its built-in data
-# (conf/experiment/diffuir_t_builtin.yaml, exported with `python -m src.export --format safetensors`).
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "pretrained" / "diffuir_t_builtin"
+# The weights used when no checkpoint is given: DiffUIR-T trained by the suite on ~40 real photos
+# (conf/experiment/diffuir_t_photos.yaml, src/data/photo_folder.py; exported with `python -m src.export`).
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "pretrained" / "diffuir_t_photos"
 PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
 

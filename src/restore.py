@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or quoted glob patterns")
     p.add_argument("--ckpt", default=None,
                    help="a checkpoint written by src.train (e.g. .../checkpoints/last.ckpt) or an export folder of "
-                        "src.export (default: the shipped DiffUIR-T weights, src/pretrained/diffuir_t_builtin)")
+                        "src.export (default: the shipped DiffUIR-T weights, src/pretrained/diffuir_t_photos)")
     p.add_argument("--out", default="restored", help="output folder (created); outputs keep the inputs' names")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = Path(args.ckpt) if args.ckpt else DEFAULT_WEIGHTS
         if not args.ckpt and not ckpt.exists():
             raise ValueError(f"the shipped weights are missing from {ckpt}: pass --ckpt, or recreate them with "
-                             "`python -m src.train experiment=diffuir_t_builtin` and `python -m src.export --ckpt "
+                             "`python -m src.data.photo_folder`, `python -m src.train experiment=diffuir_t_photos` and "
+                             "`python -m src.export --ckpt "
                              f"<its last.ckpt> --format safetensors --out {ckpt}`")
         if not ckpt.exists():
             raise ValueError(f"--ckpt {ckpt}: checkpoint not found (a .ckpt written by src.train, or an export "

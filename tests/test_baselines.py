@@ -18,8 +18,9 @@ from src.baselines.guided_filter import guided_filter
 from src.baselines.median import median_filter
 from src.baselines.nlm import nlm_denoise
 from src.baselines.noise_level import estimate_noise_sigma
-from src.data.degradations import TASKS, gaussian_noise
+from src.data.degradations import gaussian_noise
 from src.metrics.fidelity import psnr
+from src.tasks import TASKS
 
 
 def smooth_image(n: int = 64) -> np.ndarray:

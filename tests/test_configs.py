@@ -184,7 +184,7 @@ def _registry_files():
 
 
 def test_one_test_set_registry_with_one_spelling_per_set():
-    from src.data.degradations import TASKS
+    from src.tasks import TASKS
 
     seen: dict[str, object] = {}
     for group, cfg in _registry_files().items():

@@ -403,5 +403,5 @@ def test_without_ckpt_the_shipped_weights_are_used_and_their_absence_is_a_usage_
     monkeypatch.setattr(src.restore, "DEFAULT_WEIGHTS", tmp_path / "missing_weights")
     assert main([str(img), "--out", str(tmp_path / "out"), *FAST]) == 2
     err = capsys.readouterr().err
-    assert "shipped weights are missing" in err and "experiment=diffuir_t_builtin" in err
+    assert "shipped weights are missing" in err and "experiment=diffuir_t_photos" in err
     assert not (tmp_path / "out").exists()

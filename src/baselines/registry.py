@@ -23,8 +23,8 @@ from src.baselines.guided_filter import self_guided
 from src.baselines.median import median_filter
 from src.baselines.nlm import H_PER_SIGMA, nlm_denoise
 from src.baselines.noise_level import estimate_noise_sigma
-from src.data.degradations import TASKS
 from src.metrics.fidelity import psnr, ssim
+from src.tasks import TASKS
 
 
 @dataclass(frozen=True)

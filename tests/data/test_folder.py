@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from src.data.degradations import TASKS
 from src.data.folder import FolderDataModule, is_heldout, list_photos, load_photo, split_photos
+from src.tasks import TASKS
 
 
 def _photos(root, n=6, size=(96, 80)):
