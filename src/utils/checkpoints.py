@@ -713,7 +713,9 @@ def load_restoration_model(path: str | Path, map_location: str | torch.device = 
         raise FileNotFoundError(f"checkpoint not found: {path} (train one with `python -m src.train ...`; "
                                 "checkpoints are written to <run dir>/checkpoints/last.ckpt)")
     info = None
-    with hub_offline():
+    # a real device even when called while another model is probed on the meta device (check_sizes_before_building:
+    # Diff-Restorer stage 2 loads its stage-1 checkpoint in its constructor)
+    with hub_offline(), torch.device("cpu"):
         if is_export(path):
             info, config, state = read_export(path)
         else:
