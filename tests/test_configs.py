@@ -163,7 +163,7 @@ def test_task_subset_on_the_paper_data_filters_test_sets(compose_cfg, tmp_path):
     cfg = compose_cfg(["experiment=diffuir_t", "data.tasks=[noise,low_light]"], tmp_path)
     dm = instantiate(cfg.data)
     assert dm.testset_manifests == {"LOL": "lol_test.csv"}  # the rain, snow, haze and blur sets left out
-    weights = dict(zip(__import__("src.data.degradations", fromlist=["TASKS"]).TASKS, dm._weights()))
+    weights = dict(zip(__import__("src.tasks", fromlist=["TASKS"]).TASKS, dm._weights()))
     assert weights["low_light"] == 0.1 and weights["noise"] == 0.5 and weights["haze"] == 0
     from hydra.errors import InstantiationException
 

@@ -47,7 +47,7 @@ def load_builtin_image(name: str) -> np.ndarray:
 
 
 def task_index(task: str) -> int:
-    """The label of a task: its position in :data:`src.data.degradations.TASKS`."""
+    """The label of a task: its position in :data:`src.tasks.TASKS`."""
     return TASKS.index(task)
 
 
