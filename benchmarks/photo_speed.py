@@ -40,7 +40,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "experiments" / "bench" / "photo_speed"
-SHIPPED = ROOT / "src" / "pretrained" / "diffuir_t_builtin"
+SHIPPED = ROOT / "src" / "pretrained" / "diffuir_t_photos"
 PHOTO_SHAPES = {1: (816, 1224), 4: (1632, 2448), 12: (3000, 4000)}  # megapixels → (rows, columns)
 GOAL_12MP_S, GOAL_PEAK_GB = 90.0, 4.0  # issue 18: shipped DiffUIR-T, 12 MP on 2 cores
 COLUMNS = ("run", "cpu", "device", "threads", "model", "weights", "mp", "height", "width", "precision_flag",
