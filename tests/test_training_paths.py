@@ -223,7 +223,7 @@ def test_stage2_checkpoint_names_its_stage1_checkpoint_from_any_folder(stage1_ck
     import os
 
     from src.diff_restorer.stage2 import DiffRestorerStage2
-    from src.utils.checkpoints import read_suite_checkpoint
+    from src.utils.checkpoints import read_checkpoint, stored_config
 
     relative = os.path.relpath(stage1_ckpt)
     assert not Path(relative).is_absolute()
@@ -231,7 +231,7 @@ def test_stage2_checkpoint_names_its_stage1_checkpoint_from_any_folder(stage1_ck
     fast += ["~callbacks.progress_bar", "logger=csv"]  # the checkpoint callback writes last.ckpt
     _run(["experiment=diff_restorer_stage2_tiny", *fast, *DR_TINY, f"model.stage1_ckpt={relative}"], tmp_path)
     stage2 = tmp_path / "checkpoints" / "last.ckpt"
-    config, _ = read_suite_checkpoint(stage2)
+    config = stored_config(read_checkpoint(stage2), stage2)
     assert config["stage1_ckpt"] == str(stage1_ckpt.resolve())
     monkeypatch.chdir(tmp_path)  # elsewhere: the relative path would not resolve here
     assert not Path(relative).exists()
