@@ -45,7 +45,8 @@ class RestorationEvalMixin:
             if not bool(has_gt[i]):
                 continue  # no reference: PSNR/SSIM are undefined (no-reference metrics live in src.eval)
             group = batch["source"][i] if "source" in batch else task_name(batch["task"][i])
-            self._eval_records.append({"task": group, "psnr_in": psnr_in[i], "ssim_in": ssim_in[i],
+            self._eval_records.append({"name": batch["name"][i] if "name" in batch else None,
+                                       "task": group, "psnr_in": psnr_in[i], "ssim_in": ssim_in[i],
                                        "psnr_out": psnr_out[i], "ssim_out": ssim_out[i],
                                        **(baseline_scores(task_name(batch["task"][i]), lq[i], gt[i])
                                           if stage == "test" else {})})
@@ -55,7 +56,13 @@ class RestorationEvalMixin:
             self._grid = take if self._grid is None else [torch.cat(p)[:n] for p in zip(self._grid, take)]
 
     def _eval_epoch_end(self, stage: str) -> list[dict]:
-        records = gather_objects(self._eval_records)
+        records, seen = [], set()
+        for r in gather_objects(self._eval_records):  # DDP pads the last batches with repeats: count each image once
+            name = r.pop("name")
+            key = (r["task"], name)  # task or test set, and the image's name
+            if name is None or key not in seen:
+                seen.add(key)
+                records.append(r)
         self._eval_records = []
         rows = per_task_table(records)
         for row in rows:
