@@ -56,3 +56,20 @@ def test_each_ddp_process_draws_its_own_samples_after_an_identical_model(compose
         drawn[rank], params[rank] = torch.rand(4), next(model.net.parameters()).detach().clone()
     assert torch.equal(params["0"], params["1"])  # the same initial model on every rank
     assert not torch.equal(drawn["0"], drawn["1"])  # but not the same random stream
+
+
+def test_the_demo_under_ddp_counts_each_held_out_image_once(tmp_path):
+    """Two DDP processes: the sampler pads 9 held-out images to 10 with a repeat, which the table must not count."""
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "src.train", "experiment=diffuir_t_demo", "trainer.max_steps=2",
+                           "time_budget_s=null", "data.eval_size=48", "logger=csv", "callbacks=none",
+                           f"paths.output_dir={tmp_path}"], cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with (tmp_path / "test_metrics.csv").open() as f:
+        counts = {r["task"]: int(r["n"]) for r in csv.DictReader(f)}
+    assert counts == {"noise": 3, "rain": 3, "low_light": 3, "all": 9}
