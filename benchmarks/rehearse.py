@@ -83,6 +83,37 @@ class RehearsalProbe(L.Callback):
         (self.out_dir / f"probe_{stage}_rank{trainer.global_rank}.json").write_text(json.dumps(record, indent=1))
 
 
+def activation_bytes_per_sample(exp: str, threads: int) -> dict:
+    """What one training sample of a DiffUIR size keeps for its backward pass at the paper's crop: the bytes of
+    the distinct tensors autograd saves during one loss forward of batch 1 (``saved_tensors_hooks``), measured,
+    not estimated. A process at per-process batch ``b`` then needs about (its peak at batch 1) + (b − 1) × this."""
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    torch.set_num_threads(threads)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={exp}", "data=diffuir_tasks"])
+    GlobalHydra.instance().clear()
+    model = instantiate(cfg.model)
+    side, batch = int(cfg.data.patch_size), int(cfg.data.batch_size)
+    seen: dict[tuple, int] = {}
+
+    def pack(t):
+        if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+            st = t.untyped_storage()
+            seen[(st.data_ptr(), st.nbytes())] = st.nbytes()
+        return t
+
+    x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model.diffusion.loss(model.net, x, x.flip(-1))
+    del loss
+    return {"crop": side, "paper_batch_per_process": batch, "saved_bytes": sum(seen.values())}
+
+
 # ------------------------------------------------------------------------------------------ fake data, weights
 def hydra_value(obj) -> str:
     """``obj`` in Hydra's override grammar (dicts with identifier keys, lists, strings, numbers, null)."""
@@ -175,7 +206,7 @@ def write_weights(work: Path, tiny: bool) -> dict:
 
 # ------------------------------------------------------------------------------------------------ the runs
 def overrides(exp: str, data: Path, manifests: Path, weights: dict | None, tiny: bool, ddp: bool,
-              threads: int) -> list[str]:
+              threads: int, batch: int | None = 1) -> list[str]:
     """What the rehearsal changes in the paper's config (everything else is the experiment file's)."""
     o = [f"experiment={exp}", f"paths.data_dir={data}", f"data.manifest_dir={manifests}", "data.pin_memory=false",
          "trainer=ddp_cpu" if ddp else "trainer=cpu", "trainer.max_steps=2", "trainer.accumulate_grad_batches=2",
@@ -186,14 +217,17 @@ def overrides(exp: str, data: Path, manifests: Path, weights: dict | None, tiny:
     if exp in DIFFUIR:  # the experiment files default to the built-in photos; the paper's data is diffuir_tasks
         o.insert(1, "data=diffuir_tasks")
         o += ["data.val_sets=[lol]", "~data.testsets", "+data.testsets={lol:lol_test.csv}"]
+        if batch:  # per process: the paper's 10 at 256² is 10× the CPU time (its memory: activation_bytes_per_sample)
+            o += [f"data.batch_size={batch}"]
         if tiny:
             o += ["model.net.dim=8", "data.patch_size=32"]
     else:
         sd = weights["sd_single_file"] if exp == DR[0] else weights["sd_folder"]
         o += [f"paths.weights_dir={weights['dir']}", "data.val_sets=[lol]", "~data.testsets",
               "+data.testsets={lol:lol_test.csv}", "data.eval_size=512", "data.batch_size=1"]
-        if exp == DR[0]:
-            o += [f"model.unet.sd_dir={sd}", f"model.vae.sd_dir={sd}"]
+        if exp == DR[0]:  # no accumulation (the DiffUIR runs check it): each 512² sample is minutes on 2 cores
+            o += [f"model.unet.sd_dir={sd}", f"model.vae.sd_dir={sd}", "trainer.accumulate_grad_batches=1",
+                  "trainer.val_check_interval=2"]
         else:
             o += [f"model.vae.sd_dir={sd}", "trainer.max_steps=4", "trainer.val_check_interval=2",
                   "trainer.accumulate_grad_batches=1", "callbacks.model_checkpoint.every_n_train_steps=4"]
@@ -238,12 +272,12 @@ def run_phase(name: str, args: list[str], out: Path, threads: int, timeout: floa
 
 
 def rehearse(exp: str, data: Path, manifests: Path, weights: dict | None, work: Path, tiny: bool, ddp: bool,
-             threads: int, timeout: float, stage1_ckpt: Path | None = None) -> dict:
+             threads: int, timeout: float, stage1_ckpt: Path | None = None, batch: int | None = 1) -> dict:
     """Train 2 steps (+ validation, checkpoint), then resume in a new process: 1 step more, one test image."""
     tag = f"{exp}{'_ddp' if ddp else ''}"
     base = work / "runs" / tag
     shutil.rmtree(base, ignore_errors=True)
-    o = overrides(exp, data, manifests, weights, tiny, ddp, threads)
+    o = overrides(exp, data, manifests, weights, tiny, ddp, max(1, threads // 2) if ddp else threads, batch)
     if exp == DR[1]:
         o.append(f"model.stage1_ckpt={stage1_ckpt}")
     first = run_phase(f"{tag} train", [*o, "test=false"], base / "train", threads, timeout)
@@ -302,7 +336,9 @@ def write_report(results: list[dict], weights: dict | None, args, path: Path, ma
         "test (GB) | s per optimiser step (1st, 2nd) | checkpoint (GB) | resumed at step | wall (s) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
+    for r, res in zip(rows, results):
+        if res.get("from_run"):
+            r["experiment"] += " ¹"
         tr = f"{r['trainable'] / 1e6:.2f}M / {r['frozen'] / 1e6:.2f}M" if r["trainable"] is not None else "–"
         ok = "yes" if r["ok"] else f"NO (exit {r['train_rc']}/{r['resume_rc']})"
         rss_train, rss_all = " / ".join(_gb(b) for b in r["rss_train"]), " / ".join(_gb(b) for b in r["rss_all"])
@@ -310,6 +346,26 @@ def write_report(results: list[dict], weights: dict | None, args, path: Path, ma
             f"| {r['experiment']} | {ok} | {tr} | {rss_train or '–'} | {rss_all or '–'} "
             f"| {', '.join(f'{s:.1f}' for s in r['step_s']) or '–'} | {_gb(r['ckpt_bytes'])} | {r['resumed_to']} "
             f"| {r['wall_s']:.0f} |")
+    merged = sorted({r["from_run"] for r in results if r.get("from_run")})
+    if merged:
+        lines += ["", "¹ from the earlier invocation " + "; ".join(merged) + " (`--merge`: experiments not rerun keep "
+                  "their rows)."]
+    acts = [(r, summarise(r)) for r in results if r.get("activations")]
+    if acts:
+        lines += ["", "### Memory at the paper's batch", "",
+                  "Saved activations: the distinct tensors autograd keeps for the backward pass of one sample at the "
+                  "paper's crop (measured with `saved_tensors_hooks`, `activation_bytes_per_sample`). Predicted peak: "
+                  "the measured peak of the one-process run at batch b plus (paper batch − b) × saved activations: "
+                  "what one process (one GPU in fp32) holds at the paper's per-process batch.", "",
+                  "| experiment | crop | paper batch per process | saved activations per sample (GB) | measured peak "
+                  f"at batch {args.batch or 'paper'} (GB) | predicted peak at the paper's batch (GB) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r, row in acts:
+            a, b = r["activations"], args.batch or r["activations"]["paper_batch_per_process"]
+            peak = max(row["rss_all"] or [0])
+            pred = peak + (a["paper_batch_per_process"] - b) * a["saved_bytes"]
+            lines.append(f"| {r['experiment']} | {a['crop']}² | {a['paper_batch_per_process']} | "
+                         f"{_gb(a['saved_bytes'])} | {_gb(peak)} | {_gb(pred)} |")
     s1 = next((r for r in rows if r["experiment"] == DR[0]), None)
     if s1 and s1["trainable"]:
         paper = PAPER_TRAINABLE[DR[0]]
@@ -341,8 +397,9 @@ def write_report(results: list[dict], weights: dict | None, args, path: Path, ma
               "Exact overrides per run: `rehearsal.json` beside this file."]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
-    path.with_suffix(".json").write_text(json.dumps({"rows": rows, "results": results, "weights": weights},
-                                                    indent=1, default=str))
+    invocation = f"`{' '.join(['python -m benchmarks.rehearse', *args.argv])}` on {dt.date.today().isoformat()}"
+    path.with_suffix(".json").write_text(json.dumps({"rows": rows, "results": results, "weights": weights,
+                                                     "invocation": invocation}, indent=1, default=str))
 
 
 def main(argv=None) -> list[dict]:
@@ -354,6 +411,10 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--out", default=str(OUT_MD))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--timeout", type=float, default=1800, help="seconds per process")
+    p.add_argument("--merge", action="store_true", help="keep the rows of experiments not run now from the earlier "
+                   "report's rehearsal.json (each marked with the invocation it came from)")
+    p.add_argument("--batch", type=int, default=1, help="DiffUIR per-process batch (0: the paper's 10; its memory "
+                   "is predicted from the measured activations per sample either way)")
     args = p.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     from benchmarks.data_loading import machine
@@ -367,6 +428,11 @@ def main(argv=None) -> list[dict]:
     data, manifests = build_data(work, args.tiny)
     weights = write_weights(work, args.tiny) if set(exps) & set(DR) else None
     results, stage1_ckpt = [], None
+    earlier = Path(args.out).with_suffix(".json")
+    if args.merge and earlier.is_file():
+        before = json.loads(earlier.read_text())
+        results = [{**r, "from_run": r.get("from_run") or before.get("invocation")} for r in before["results"]
+                   if r["experiment"] not in exps]
     for exp in exps:
         if exp == DR[1] and stage1_ckpt is None:
             prior = work / "runs" / DR[0] / "train" / "checkpoints" / "last.ckpt"
@@ -374,12 +440,19 @@ def main(argv=None) -> list[dict]:
             if stage1_ckpt is None:
                 print(f"[rehearse] {exp}: needs a stage-1 checkpoint: add {DR[0]} to --experiments", flush=True)
                 continue
-        r = rehearse(exp, data, manifests, weights, work, args.tiny, False, args.threads, args.timeout, stage1_ckpt)
+        r = rehearse(exp, data, manifests, weights, work, args.tiny, False, args.threads, args.timeout, stage1_ckpt,
+                     args.batch or None)
+        if exp in DIFFUIR and not args.tiny:  # in a child process: its memory goes back before the next run
+            r["activations"] = json.loads(subprocess.run(
+                [sys.executable, "-c", "import json, sys; from benchmarks.rehearse import activation_bytes_per_sample "
+                 f"as a; print(json.dumps(a({exp!r}, {args.threads})))"], cwd=ROOT, check=True, capture_output=True,
+                text=True).stdout.strip().splitlines()[-1])
         results.append(r)
         if exp == DR[0] and r.get("ckpt"):
             stage1_ckpt = Path(r["ckpt"])
         if exp in DIFFUIR and not args.no_ddp:
-            results.append(rehearse(exp, data, manifests, weights, work, args.tiny, True, args.threads, args.timeout))
+            results.append(rehearse(exp, data, manifests, weights, work, args.tiny, True, args.threads, args.timeout,
+                                    batch=args.batch or None))
         write_report(results, weights, args, Path(args.out), machine(), time.perf_counter() - started)
     print(Path(args.out).read_text())
     return results

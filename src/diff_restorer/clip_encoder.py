@@ -7,6 +7,8 @@ from a local file only; tests build a tiny random model from an open_clip config
 
 from __future__ import annotations
 
+import logging
+
 import math
 from pathlib import Path
 
@@ -40,6 +42,12 @@ def missing_clip_message(weights: str | Path, model_name: str) -> str:
     )
 
 
+def _on_meta() -> bool:
+    """True while modules are built on the meta device (``with torch.device("meta")``: the checkpoint loader's
+    shapes-only probe, :func:`src.utils.checkpoints.check_sizes_before_building`): weights are not read then."""
+    return torch.empty(0).device.type == "meta"
+
+
 class CLIPImageEncoder(nn.Module):
     """Frozen open_clip image tower: ``forward(images in [0, 1], B×3×H×W) -> B×embed_dim`` (P_CLIP).
 
@@ -65,7 +73,14 @@ class CLIPImageEncoder(nn.Module):
                                  "randomly initialised custom model)")
             if not Path(weights).is_file():
                 raise FileNotFoundError(missing_clip_message(weights, model_name))
-            model = open_clip.create_model(model_name, pretrained=str(weights))
+            if _on_meta():  # the loader's shapes-only probe: architecture on the meta device, no file read
+                logging.disable(logging.WARNING)  # open_clip's "initialized randomly" is not news here
+                try:
+                    model = open_clip.create_model(model_name, pretrained=None, device="meta")
+                finally:
+                    logging.disable(logging.NOTSET)
+            else:
+                model = open_clip.create_model(model_name, pretrained=str(weights))
         else:
             cfg = {k: v for k, v in model_cfg.items() if k != "custom_text"}
             cls = open_clip.CustomTextCLIP if model_cfg.get("custom_text") else open_clip.CLIP
@@ -73,7 +88,8 @@ class CLIPImageEncoder(nn.Module):
             if weights is not None:
                 if not Path(weights).is_file():
                     raise FileNotFoundError(missing_clip_message(weights, "custom"))
-                open_clip.load_checkpoint(model, str(weights))
+                if not _on_meta():
+                    open_clip.load_checkpoint(model, str(weights))
         pp = open_clip.get_model_preprocess_cfg(model)
         size = pp.get("size", model.visual.image_size)
         self.image_size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)

@@ -72,10 +72,11 @@ MAX_CONFIG_BYTES = 1 << 20  # an export's config.yaml (ours are a few KB)
 # Config arguments that name files to read. They must be local paths (no URL, no hub id): a file never makes the
 # suite go online. When they exist they must be of the stated kind; a missing one is the class's own error.
 PATH_ARGUMENTS: dict[str, str] = {"weights": "file", "clip_weights": "file", "stage1_ckpt": "file",
-                                  "stage2_ckpt": "file", "init_from_official": "file", "sd_dir": "folder"}
+                                  "stage2_ckpt": "file", "init_from_official": "file", "init_from": "file or folder",
+                                  "sd_dir": "file or folder"}  # SD-1.5: a diffusers folder or one .safetensors file
 # Arguments that only initialise weights which the checkpoint's own state dict then replaces: not followed (not
 # even read) when a stored model is rebuilt with its weights.
-WEIGHT_INIT_ARGUMENTS: tuple[str, ...] = ("init_from_official",)
+WEIGHT_INIT_ARGUMENTS: tuple[str, ...] = ("init_from_official", "init_from")
 _REMOTE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*://|hf[-_]hub:)", re.IGNORECASE)
 
 
@@ -392,7 +393,8 @@ def _argument_refusal(target: str, key: str, value: Any) -> str | None:
         if not isinstance(value, str):
             return f"a {kind} path must be a string"
         path = Path(value)
-        if path.exists() and not (path.is_file() if kind == "file" else path.is_dir()):
+        fits = {"file": path.is_file, "folder": path.is_dir}.get(kind, lambda: path.is_file() or path.is_dir())
+        if path.exists() and not fits():
             return f"must name a local {kind}" + (" (a regular file, not a device or pipe)" if kind == "file" else "")
     rule = ARGUMENT_CHOICES.get(target, {}).get(key)
     if rule is not None and (not isinstance(value, str) or value not in rule[0]()):

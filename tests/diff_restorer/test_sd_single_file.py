@@ -81,3 +81,36 @@ def test_full_size_original_names_are_sd15s():
     assert ku["model.diffusion_model.input_blocks.4.0.skip_connection.weight"].shape == (640, 320, 1, 1)
     assert kv["first_stage_model.encoder.mid.attn_1.q.weight"].shape == (512, 512, 1, 1)
     assert kv["first_stage_model.decoder.up.0.block.0.nin_shortcut.weight"].shape == (128, 256, 1, 1)
+
+
+def test_a_checkpoint_naming_the_single_sd_file_is_accepted_when_loaded(tmp_path):
+    """Found by `make rehearse`: stage 1 trained from `v1-5-pruned-emaonly.safetensors` stores that file as
+    `unet.sd_dir`; the stored-config check refused it ("must name a local folder"), so the resume and stage 2 failed.
+    A file or a folder is accepted; a pipe is not."""
+    import os
+
+    from src.utils.checkpoints import UnsafeCheckpointError, validate_model_config
+
+    single = save_single_file(tmp_path / "v1-5-pruned-emaonly.safetensors", tiny_unet(), tiny_vae())
+    for where in (single, tmp_path):
+        validate_model_config({"_target_": "src.diff_restorer.sd_loading.load_unet", "sd_dir": str(where)})
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(UnsafeCheckpointError, match="sd_dir"):
+        validate_model_config({"_target_": "src.diff_restorer.sd_loading.load_unet", "sd_dir": str(tmp_path / "pipe")})
+
+
+def test_the_loaders_meta_probe_builds_a_named_clip_without_reading_its_file(tmp_path):
+    """Found by `make rehearse`: stage 2 loads its stage-1 checkpoint through the loader's shapes-only probe on the
+    meta device; with the full-size named CLIP (ViT-L/14 from a file) open_clip copied meta tensors and the run
+    died ("Cannot copy out of meta tensor"). On meta the architecture is built and the file is not read."""
+    from src.diff_restorer.clip_encoder import CLIPImageEncoder
+
+    garbage = tmp_path / "open_clip_pytorch_model.bin"
+    garbage.write_bytes(b"not a checkpoint")  # would fail to load if it were read
+    with torch.device("meta"):
+        encoder = CLIPImageEncoder("ViT-L-14-quickgelu", weights=garbage)
+    assert encoder.embed_dim == 768 and all(p.is_meta for p in encoder.parameters())
+    assert sum(p.numel() for p in encoder.visual.parameters()) == 303_966_208  # ViT-L/14's image tower
+    with pytest.raises(FileNotFoundError):  # a missing file is still named, on meta too
+        with torch.device("meta"):
+            CLIPImageEncoder("ViT-L-14-quickgelu", weights=tmp_path / "missing.bin")
