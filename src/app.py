@@ -49,7 +49,7 @@ log = logging.getLogger("src.app")
 # ---------------------------------------------------------------------------------------------------------- models
 TASK_WORDS = {"noise": "noise", "low_light": "low light", "haze": "haze", "rain": "rain streaks",
               "raindrop": "raindrops", "snow": "snow", "blur": "blur", "jpeg": "JPEG artefacts"}
-PRECISION_WORDS = {"32": "float32", "bf16": "bfloat16 autocast", "16": "float16 autocast"}
+PRECISION_WORDS = {"32": "float32", "bf16": "bfloat16", "16": "float16"}
 
 
 @dataclass
@@ -103,6 +103,7 @@ class LoadedModel:
     steps: int | None           # the model's own number of sampling steps
     trained_tasks: list[str] | None
     detects: bool
+    precision_note: str = ""    # why this engine and precision (e.g. the bf16 check's PSNR against fp32)
     speed: Speed = field(default_factory=Speed)
 
     @property
@@ -117,6 +118,8 @@ class LoadedModel:
         from src.tasks import TASKS
 
         lines = [f"**Model:** {self.info}"]
+        if self.precision_note:
+            lines.append(f"**Numerics:** {self.precision_note}.")
         if self.trained_tasks:
             known = [TASK_WORDS.get(t, t) for t in self.trained_tasks]
             others = [TASK_WORDS[t] for t in TASKS if t not in self.trained_tasks]
@@ -193,15 +196,15 @@ class ModelCache:
             raise ValueError(f"unknown checkpoint {path!r}: the app was started with {self.paths}")
         with self._lock:
             if path not in self._loaded:
-                from src.inference import load_restorer, pick_device, use_engine
+                from src.inference import load_restorer, pick_device
                 from src.utils.checkpoints import parameter_count
 
                 device = pick_device(self.device_name)
-                model, restorer = load_restorer(path, device, self.precision_name)  # as src.restore loads it
-                engine = use_engine(model, self.engine_name, device, restorer.precision)  # src.restore's default
-                loaded = LoadedModel(model, device, restorer.precision, engine, model_name(model),
+                # as src.restore loads it: engine and precision chosen together (--precision auto may pick bf16)
+                model, restorer = load_restorer(path, device, self.precision_name, engine=self.engine_name)
+                loaded = LoadedModel(model, device, restorer.precision, restorer.engine, model_name(model),
                                      parameter_count(model), default_steps(model), trained_tasks(model),
-                                     restorer.detects)
+                                     restorer.detects, precision_note=restorer.engine_note)
                 calibrate(loaded, self.calibration_side)
                 self._loaded[path] = loaded
             return self._loaded[path]

@@ -298,3 +298,18 @@ def test_settings_and_refusals_use_the_apps_own_words(tmp_path):
         read_image(text)
     assert refused[1][1] == refusal(err.value) == err.value.reason
     assert check_uploads([str(big)], None) == ([str(big)], [])
+
+
+def test_the_app_picks_engine_and_precision_as_src_restore_does_and_says_which(ckpt):
+    from src.inference import load_restorer
+
+    for precision in ("auto", "32"):
+        loaded = ModelCache([str(ckpt)], device="cpu", precision=precision, calibration_side=32).get(str(ckpt))
+        _, cli = load_restorer(ckpt, "cpu", precision, engine="auto")  # what `python -m src.restore` runs
+        assert (loaded.engine, loaded.precision, loaded.precision_note) == (cli.engine, cli.precision,
+                                                                            cli.engine_note)
+        assert loaded.engine in loaded.info
+        if precision == "32":
+            assert loaded.precision == "32" and "float32" in loaded.info
+        if loaded.precision_note:  # e.g. "--precision auto: native bf16 CPU, 59.2 dB from fp32 ..."
+            assert loaded.precision_note in loaded.describe()
