@@ -126,7 +126,8 @@ def scale_learning_rate(cfg: DictConfig) -> str:
             + (f" x {factor:.4g} ({rule} scaling)" if factor != 1 else ""))
 
 
-PATH_KEYS = ("model.stage1_ckpt", "model.init_from_official")  # files a model reads, stored in its checkpoint
+# files a model reads, stored in its checkpoint
+PATH_KEYS = ("model.stage1_ckpt", "model.init_from_official", "model.init_from")
 
 
 def resolve_model_paths(cfg: DictConfig) -> None:

@@ -14,8 +14,19 @@ from src.diffuir.official import load_official_weights, size_name
 from src.evaluation.mixin import RestorationEvalMixin
 from src.reporting.paper_tables import diffuir_method_for
 from src.tasks import TASKS
-from src.utils.checkpoints import StoredConfigMixin
+from src.utils.checkpoints import StoredConfigMixin, load_restoration_model, load_state_dict_checked
 from src.utils.ema import EMA
+
+
+def load_suite_weights(net: nn.Module, path: str) -> nn.Module:
+    """Start ``net`` from the restoring weights (the EMA's, when it has one) of a suite DiffUIR checkpoint or
+    export folder (``model.init_from``: fine-tuning, e.g. the shipped weights on your own photos), read with the
+    suite's one safe loader; a checkpoint of another size or method is refused with the loader's sentence."""
+    source = load_restoration_model(path)
+    donor = getattr(source, "eval_net", None)
+    if not isinstance(donor, nn.Module):
+        raise ValueError(f"model.init_from={path}: a {type(source).__name__}, not a DiffUIR checkpoint or export")
+    return load_state_dict_checked(net, donor.state_dict(), f"model.init_from={path}")
 
 
 class DiffUIRModule(StoredConfigMixin, RestorationEvalMixin, L.LightningModule):
@@ -38,6 +49,7 @@ class DiffUIRModule(StoredConfigMixin, RestorationEvalMixin, L.LightningModule):
         scheduler: Callable | None = None,
         ema: dict | None = None,
         init_from_official: str | None = None,
+        init_from: str | None = None,
         grid_samples: int = 8,
         task_names: list[str] | None = None,
         trained_tasks: list[str] | None = None,
@@ -56,6 +68,8 @@ class DiffUIRModule(StoredConfigMixin, RestorationEvalMixin, L.LightningModule):
             )
         if init_from_official:
             load_official_weights(net, init_from_official)  # weights-only; a wrong size is named
+        if init_from:
+            load_suite_weights(net, init_from)  # fine-tuning: a suite checkpoint or export starts the run
         if channels_last:  # GPU switch (conf/trainer/gpu_fast.yaml): NHWC weights and inputs
             net = net.to(memory_format=torch.channels_last)
         self.net, self.diffusion = net, diffusion

@@ -354,9 +354,13 @@ def test_random_params_ranges() -> None:
     assert kinds == {"motion", "defocus"}
     for task in TASKS:  # plain Python values (loggable / serialisable)
         assert all(isinstance(v, (int, float, str)) for v in deg.random_params(task, rng).values())
+    sigmas = np.array([deg.random_params("noise", _rng(k))["sigma"] for k in range(4000)])
+    assert abs(np.mean(sigmas < 25) - np.log(25 / 15) / np.log(50 / 15)) < 0.03  # log-uniform: 42 % at σ 15-25
 
 
 # ----------------------------------------------------------------------------- compose
+
+
 def test_compose_order_matters(image: np.ndarray) -> None:
     noise = ("noise", {"sigma": 50})
     defocus = ("blur", {"kind": "defocus", "radius": 3})
