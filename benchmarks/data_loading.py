@@ -60,14 +60,9 @@ UTILISATION = 0.40
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from benchmarks.diffuir_speed import cpu_model
+
+    cpu = cpu_model()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (f"{cpu}; {cores} usable cores; Python {platform.python_version()}; torch {torch.__version__}; "
             f"{platform.system()} {platform.release()}")

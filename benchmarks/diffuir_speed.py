@@ -73,12 +73,32 @@ CUDA_MEM = "cuda: torch.cuda.max_memory_allocated during the call (weights inclu
 
 
 # ------------------------------------------------------------------------------------------- the machine
+def _amd_core(family: int, model: int) -> str:
+    """AMD's core generation from /proc/cpuinfo's family and model (a VM often names only "AMD EPYC")."""
+    if family == 26:
+        return "Zen 5"
+    if family == 25:
+        return "Zen 4" if model in range(0x10, 0x20) or model in range(0x60, 0x80) or model in range(0xA0, 0xB0) \
+            else "Zen 3"
+    return "Zen / Zen 2" if family == 23 else ""
+
+
 def cpu_model() -> str:
+    """The CPU's model name, with AMD's core generation (Zen 4 / Zen 5 ...) from its family and model: the same
+    2-core VM lands on different hosts, and vector throughput differs between them."""
+    info: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+            if not line.strip():
+                break
+    name = info.get("model name") or platform.processor() or platform.machine()
+    with contextlib.suppress(ValueError):
+        family, model = int(info.get("cpu family", "")), int(info.get("model", ""))
+        core = _amd_core(family, model) if info.get("vendor_id") == "AuthenticAMD" else ""
+        name += f" (family {family} model {model}{': ' + core if core else ''})"
+    return name
 
 
 def machine(device: str) -> dict:

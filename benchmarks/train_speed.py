@@ -10,7 +10,9 @@ start, data set-up and checkpoint writing excluded). Contenders (``--contenders`
 * ``one_proc_2t``: one process with two torch threads, batch 8 (the demo's recipe before; ``trainer=cpu``);
 * ``ddp_2x1t``: two processes of one thread each under Lightning's DDP (gloo, ``trainer=ddp_cpu``), batch 4 per
   process = 8 per step: the same samples per step and the same model, two independent streams of small kernels;
-* ``ddp_2x1t_cl``: the same with the network in channels-last memory format (``model.channels_last=true``).
+* ``ddp_2x1t_cl``: the same with the network in channels-last memory format (``model.channels_last=true``);
+* ``ddp_2x1t_b16``: ``ddp_2x1t`` with 8 crops per process (16 per step): what larger kernels per call give in
+  samples/s (a different recipe: fewer, larger steps).
 
 Rounds alternate the order (A B C, then C B A, ...); the speed-up is the median of the per-round ratios to the
 first contender. Every row records the CPU, threads and the 1-minute load average before and after.
@@ -36,8 +38,9 @@ CONTENDERS = {
     "ddp_2x1t": ["trainer=ddp_cpu", "num_threads=1", "data.batch_size=4", "trainer.accumulate_grad_batches=1"],
     "ddp_2x1t_cl": ["trainer=ddp_cpu", "num_threads=1", "data.batch_size=4", "trainer.accumulate_grad_batches=1",
                     "+model.channels_last=true"],
+    "ddp_2x1t_b16": ["trainer=ddp_cpu", "num_threads=1", "data.batch_size=8", "trainer.accumulate_grad_batches=1"],
 }
-GLOBAL_BATCH = {"one_proc_2t": 8, "ddp_2x1t": 8, "ddp_2x1t_cl": 8}
+GLOBAL_BATCH = {"one_proc_2t": 8, "ddp_2x1t": 8, "ddp_2x1t_cl": 8, "ddp_2x1t_b16": 16}
 
 
 class StepTimer(L.Callback):
