@@ -8,7 +8,6 @@ from a local file only; tests build a tiny random model from an open_clip config
 from __future__ import annotations
 
 import logging
-
 import math
 from pathlib import Path
 
