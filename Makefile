@@ -10,8 +10,8 @@ setup: .venv/.installed  ## create .venv and install the suite with its dev tool
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
-	.venv/bin/pip install -q "setuptools<81" torch==2.14.1 torchvision==0.29.1
-	.venv/bin/pip install -q -e ".[dev]"
+	.venv/bin/pip install -q --no-compile "setuptools<81" torch==2.14.1 torchvision==0.29.1
+	.venv/bin/pip install -q --no-compile -e ".[dev]"
 	touch $@
 
 .venv/.demo-installed: pyproject.toml  ## what the demo needs: the suite, its engines and the classical baselines (no test tools; no .pyc compiled ahead: Python compiles what it imports)
@@ -34,9 +34,9 @@ restore: setup  ## make restore ARGS="photos/ --ckpt logs/.../checkpoints/last.c
 
 # Two pytest processes: with every test in one process, a SIGSEGV hit at the start of tests/test_bench.py (after
 # tests of diffusers/open_clip, litdata, OpenVINO, Gradio and bm3d had all run in it); each half passes on its own.
+TEST_PARTS = "tests/data tests/diff_restorer tests/diffuir tests/metrics tests/reporting" "tests/test_*.py tests/utils"
 test: setup  ## fast tests (CI): skips slow and GPU tests
-	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q tests/data tests/diff_restorer tests/diffuir tests/metrics tests/reporting
-	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q tests/test_*.py tests/utils
+	@for part in $(TEST_PARTS); do $(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q $$part $(ARGS) || exit 1; done
 
 app: .venv/.app-installed  ## the web app on 127.0.0.1:7860 (installs Gradio into .venv first): make app [CKPT=path] [ARGS="--host 0.0.0.0"]
 	@demo=$$(ls -1 logs/diffuir_t_demo/runs/*/checkpoints/last.ckpt 2>/dev/null | sort | tail -n 1); \
@@ -58,11 +58,11 @@ test-browser: .venv/.browser-installed  ## src.app and the report page in headle
 
 CORETYPES ?= unset Haswell SkylakeX Sandybridge Prescott
 test-cpus: setup  ## the fast suite once per OpenBLAS kernel (numerics must hold on any x86-64 CPU; not in CI: ~5x make test)
-	@for ct in $(CORETYPES); do \
-	  echo "== OPENBLAS_CORETYPE=$$ct"; \
-	  if [ "$$ct" = unset ]; then env -u OPENBLAS_CORETYPE $(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q $(ARGS) || exit 1; \
-	  else env OPENBLAS_CORETYPE=$$ct $(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q $(ARGS) || exit 1; fi; \
-	done
+	@for ct in $(CORETYPES); do for part in $(TEST_PARTS); do \
+	  echo "== OPENBLAS_CORETYPE=$$ct: $$part"; \
+	  if [ "$$ct" = unset ]; then env -u OPENBLAS_CORETYPE $(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q $$part $(ARGS) || exit 1; \
+	  else env OPENBLAS_CORETYPE=$$ct $(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q $$part $(ARGS) || exit 1; fi; \
+	done; done
 
 test-full: setup  ## every CPU test, the slow ones included
 	$(ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not gpu"
