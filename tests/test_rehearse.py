@@ -29,6 +29,17 @@ def test_rehearsal_driver_on_a_tiny_diffuir(tmp_path):
     _check(rows, ["diffuir_t"])
     assert rows[0]["resumed_to"] == 3 and len(rows[0]["step_s"]) == 2  # 2 steps, then 1 more after the resume
     assert "| diffuir_t | yes |" in (tmp_path / "rehearsal.md").read_text()
+    assert "`data.batch_size=1` per process" in (tmp_path / "rehearsal.md").read_text()
+
+    # --merge: a report written by an invocation that reruns only some experiments keeps the others' rows, marked
+    earlier = json.loads((tmp_path / "rehearsal.json").read_text())
+    earlier["results"][0]["experiment"] = "diffuir_s"  # as if an earlier run had rehearsed DiffUIR-S
+    (tmp_path / "rehearsal.json").write_text(json.dumps(earlier))
+    main(["--tiny", "--experiments", "diffuir_t", "--no-ddp", "--work", str(tmp_path), "--threads", "1",
+          "--out", str(tmp_path / "rehearsal.md"), "--merge"])
+    report = (tmp_path / "rehearsal.md").read_text()
+    assert "| diffuir_s ¹ | yes |" in report and "| diffuir_t | yes |" in report
+    assert f"¹ from the earlier invocation {earlier['invocation']}" in report
 
 
 @pytest.mark.slow
