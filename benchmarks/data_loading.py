@@ -24,7 +24,6 @@ load average when each setting started are in every row (other jobs on a shared 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import itertools
 import math
@@ -44,6 +43,7 @@ from src.data.balancing import BalancedTaskSampler, TaskCompositionSampler, task
 from src.data.datasets import DiffRestorerTrainDataset, DiffUIRTrainDataset, worker_init_fn
 from src.data.fake_trees import photo_like
 from src.data.manifests import Row
+from src.utils.csv_cells import write_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "bench" / "data_loading.csv"
@@ -266,11 +266,7 @@ def main(argv=None) -> list[dict]:
                               f"({r['samples_per_s_per_worker']:.1f} per worker; decode {dec:.0f} ms/image)",
                               flush=True)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(results[0]))
-        w.writeheader()
-        w.writerows(results)
+    write_rows(out, results)
     if not args.no_flops:
         flops = training_gflops_per_sample()
         need = appetite(results, flops)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import datetime as dt
 import os
 import platform
@@ -56,6 +55,7 @@ from src.diffuir.blocks import WeightStandardizedConv2d
 from src.diffuir.complexity import count_params, forward_macs
 from src.diffuir.diffusion import ResidualDiffusion
 from src.diffuir.unet import SIZES, DiffUIRUNet
+from src.utils.csv_cells import write_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "experiments" / "bench" / "diffuir_speed.csv"
@@ -318,12 +318,7 @@ def _round(x: float | None) -> float | str:
 
 # ------------------------------------------------------------------------------------------- output
 def write_csv(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_rows(path, rows, COLUMNS)
 
 
 def to_markdown(rows: list[dict]) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import datetime as dt
 import importlib.util
 import io
@@ -46,6 +45,7 @@ from src.diffuir import engines as E
 from src.diffuir.diffusion import ResidualDiffusion
 from src.diffuir.official import convert_state_dict
 from src.diffuir.unet import SIZES, DiffUIRUNet
+from src.utils.csv_cells import write_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "experiments" / "bench" / "engines"
@@ -320,11 +320,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 at = chosen.index("suite") + 1
                 chosen[at:at] = [] if args.no_uncached else ["suite-uncached"]
             rows += [{**facts, **r} for r in compare(size, res, chosen, args.official, args.rounds)]
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with args.out.with_suffix(".csv").open("w", newline="") as f:  # after every group: partial runs count
-                writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(rows)
+            write_rows(args.out.with_suffix(".csv"), rows, COLUMNS)  # after every group: partial runs count
             args.out.with_suffix(".md").write_text(to_markdown(rows, facts))
             print(to_markdown([r for r in rows if r["size"] == size and r["res"] == res], facts).split("\n\n")[-1],
                   flush=True)

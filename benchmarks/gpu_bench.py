@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import datetime as dt
 import functools
 import os
@@ -34,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from src.utils.csv_cells import write_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "experiments" / "bench" / "gpu"
@@ -207,11 +208,7 @@ def to_markdown(rows: list[dict], facts: dict) -> str:
 
 
 def write(rows: list[dict], facts: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.with_suffix(".csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({**facts, **r} for r in rows)
+    write_rows(out.with_suffix(".csv"), [{**facts, **r} for r in rows], COLUMNS)
     out.with_suffix(".md").write_text(to_markdown(rows, facts))
 
 

@@ -47,6 +47,7 @@ from src.data.builtin import BuiltinEvalDataset, BuiltinTrainDataset
 from src.diffuir.official import convert_state_dict
 from src.metrics.fidelity import batch_psnr_ssim
 from src.reporting.plots import pyplot_or_none
+from src.utils.csv_cells import write_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_REPO = "https://github.com/iSEE-Laboratory/DiffUIR"
@@ -480,10 +481,7 @@ def main(argv=None) -> dict | None:
     write_losses(args.out / f"{args.tag}_loss.csv", losses)
     plot_losses(args.out / f"{args.tag}_loss.png", losses, f"DiffUIR-T, {args.tag}: batch {args.batch}, "
                 f"crop {args.crop}², lr {args.lr}, same data, weights, t and ε")
-    with (args.out / f"{args.tag}_chunks.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(alternation.rows[0]))
-        w.writeheader()
-        w.writerows(alternation.rows)
+    write_rows(args.out / f"{args.tag}_chunks.csv", alternation.rows)
     (args.out / f"{args.tag}_summary.json").write_text(json.dumps(summary, indent=1))
     (args.out / f"{args.tag}.md").write_text(markdown(summary))
     print(markdown(summary))

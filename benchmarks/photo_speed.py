@@ -15,8 +15,14 @@ MACs per pixel, counted by :func:`src.diffuir.complexity.forward_macs`, and the 
 achieved GMAC/s over the restore time; the peak resident memory; the engine and precision ``src.restore`` chose
 (its first output line). Writes ``OUT.csv`` and ``OUT.md`` (default ``experiments/bench/photo_speed``).
 
+``--cache``: ``cold`` (default) runs every child with the engine cache off (``UIR_CACHE_DIR=off``: a first run
+of these weights on a machine: ONNX export, precision check and compilation all paid); ``warm`` gives the children
+one cache folder and runs each command once untimed first, as a user's second run
+(:mod:`src.diffuir.engine_cache`). Both: the cold and the warm run of each row, alternated (order alternated too).
+
     python -m benchmarks.photo_speed                              # T and L at 1, 4, 12 MP, 2 threads, CPU
     python -m benchmarks.photo_speed --sizes T --mp 12 --precision 32 bf16 auto
+    python -m benchmarks.photo_speed --sizes T --mp 1 --cache cold warm --rounds 3   # what the engine cache saves
     python -m benchmarks.photo_speed --device cuda                # what benchmarks/gpu.sh runs on a GPU
     python -m benchmarks.photo_speed --smoke                      # tiny end-to-end check (the tests run it)
 """
@@ -24,7 +30,6 @@ achieved GMAC/s over the restore time; the peak resident memory; the engine and 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import math
 import os
@@ -38,12 +43,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from src.utils.csv_cells import write_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "experiments" / "bench" / "photo_speed"
 SHIPPED = ROOT / "src" / "pretrained" / "diffuir_t_photos"
 PHOTO_SHAPES = {1: (816, 1224), 4: (1632, 2448), 12: (3000, 4000)}  # megapixels → (rows, columns)
 GOAL_12MP_S, GOAL_PEAK_GB = 90.0, 4.0  # issue 18: shipped DiffUIR-T, 12 MP on 2 cores
-COLUMNS = ("run", "cpu", "device", "threads", "model", "weights", "mp", "height", "width", "precision_flag",
+COLUMNS = ("run", "cpu", "device", "threads", "model", "weights", "round", "mp", "height", "width", "precision_flag",
+           "cache",
            "engine_line", "tile", "overlap", "tile_batch", "tiles", "tile_shape", "wall_s", "s_per_mp", "restore_s",
            "load_s", "gmacs", "overlap_share", "gmac_per_s", "peak_rss_gb", "load_before", "load_after")
 
@@ -100,10 +108,12 @@ def tile_plan(height: int, width: int, multiple: int, tile: int, overlap: int) -
     return Restorer.plan(height, width, multiple, tile, overlap)
 
 
-def run_child(args: list[str], threads: int, timeout: float | None = None) -> tuple[float, float, str, int]:
-    """(wall s, peak RSS GB, stdout + stderr, exit code) of ``python -m src.restore ARGS`` in a child process."""
+def run_child(args: list[str], threads: int, timeout: float | None = None,
+              cache: str | Path = "off") -> tuple[float, float, str, int]:
+    """(wall s, peak RSS GB, stdout + stderr, exit code) of ``python -m src.restore ARGS`` in a child process with
+    the engine cache folder ``cache`` (``off``: none)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1",
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "UIR_CACHE_DIR": str(cache)}
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen([sys.executable, "-m", "src.restore", *args], cwd=ROOT, env=env, stdout=log,
@@ -126,16 +136,25 @@ def run_child(args: list[str], threads: int, timeout: float | None = None) -> tu
 
 def measure(model: str, ckpt: Path, mp: int, shape: tuple[int, int], workdir: Path, threads: int, device: str,
             precision: str, tile: int, overlap: int, tile_batch: int, macs_px: float, multiple: int,
-            timeout: float | None = None, log=print) -> dict:
-    """One timed ``src.restore`` run on a synthesised photo of ``shape``."""
+            timeout: float | None = None, log=print, cache: str = "cold", warmed: set | None = None) -> dict:
+    """One timed ``src.restore`` run on a synthesised photo of ``shape``; ``cache`` ``warm``: with the engine cache
+    ``workdir/cache``, filled by an untimed run of the same command first (once per command: ``warmed`` remembers),
+    ``cold``: with the cache off."""
     height, width = shape
     photo = synthesise_photo(height, width, workdir / f"photo_{height}x{width}.jpg")
     out = workdir / f"restored_{model}_{precision}"
     args = [str(photo), "--ckpt", str(ckpt), "--out", str(out), "--overwrite", "--threads", str(threads),
             "--device", device, "--precision", precision, "--tile", str(tile), "--tile-overlap", str(overlap),
             *(["--tile-batch", str(tile_batch)] if tile_batch else []), "--no-progress"]
+    folder = workdir / "cache" if cache == "warm" else "off"
+    if cache == "warm" and (warmed is None or tuple(args) not in warmed):
+        _, _, text, code = run_child(args, threads, timeout, folder)
+        if warmed is not None:
+            warmed.add(tuple(args))
+        if code != 0:
+            raise RuntimeError(f"src.restore exited {code} on {photo.name} (warming the cache):\n{text[-2000:]}")
     load_before = os.getloadavg()[0]
-    wall, peak, text, code = run_child(args, threads, timeout)
+    wall, peak, text, code = run_child(args, threads, timeout, folder)
     if code != 0:
         raise RuntimeError(f"src.restore exited {code} on {photo.name}:\n{text[-2000:]}")
     restored = re.search(r"failed \d+ in ([\d.]+) s.*model loaded in ([\d.]+) s", text)
@@ -144,7 +163,7 @@ def measure(model: str, ckpt: Path, mp: int, shape: tuple[int, int], workdir: Pa
     steps = 3
     gmacs = tiles * th * tw * macs_px * steps / 1e9
     useful = math.ceil(height / multiple) * multiple * math.ceil(width / multiple) * multiple * macs_px * steps / 1e9
-    row = {"model": model, "mp": mp, "height": height, "width": width, "precision_flag": precision,
+    row = {"model": model, "mp": mp, "height": height, "width": width, "precision_flag": precision, "cache": cache,
            "engine_line": text.splitlines()[0] if text else "", "tile": tile, "overlap": overlap,
            "tile_batch": tile_batch or "engine's", "tiles": tiles, "tile_shape": f"{th}x{tw}", "wall_s": round(wall, 2),
            "s_per_mp": round(wall / (height * width / 1e6), 2), "restore_s": restore_s, "load_s": load_s,
@@ -152,7 +171,7 @@ def measure(model: str, ckpt: Path, mp: int, shape: tuple[int, int], workdir: Pa
            "gmac_per_s": round(gmacs / restore_s, 3) if restore_s == restore_s and restore_s > 0 else "",
            "peak_rss_gb": round(peak, 2), "load_before": round(load_before, 2),
            "load_after": round(os.getloadavg()[0], 2)}
-    log(f"  {model} {mp} MP ({height}×{width}), --precision {precision}: {wall:.1f} s wall "
+    log(f"  {model} {mp} MP ({height}×{width}), --precision {precision}, cache {cache}: {wall:.1f} s wall "
         f"({row['s_per_mp']} s/MP), restore {restore_s} s, {row['gmac_per_s']} GMAC/s, peak {peak:.2f} GB; "
         f"{row['engine_line']}")
     return row
@@ -211,16 +230,44 @@ def to_markdown(rows: list[dict], facts: dict) -> str:
              f"{GOAL_PEAK_GB:g} GB.")
     lines = [f"# Whole photos through `python -m src.restore` (`python -m benchmarks.photo_speed`, run "
              f"{facts['run']})", "", intro, "",
-             "| model | MP | size | --precision | engine | tiles | wall s | s / MP | restore s | GMAC | overlap "
-             "| GMAC/s | peak GB | load |", "|---|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| model | MP | size | --precision | cache | engine | tiles | wall s | s / MP | restore s | model load s "
+             "| GMAC | overlap | GMAC/s | peak GB | load |",
+             "|---|---:|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         engine = r["engine_line"].removeprefix("engine: ").split(" (")[0]
-        lines.append(f"| {r['model']} | {r['mp']} | {r['height']}×{r['width']} | {r['precision_flag']} | {engine} "
-                     f"| {r['tiles']} × {r['tile_shape']} | {r['wall_s']} | {r['s_per_mp']} | {r['restore_s']} "
+        lines.append(f"| {r['model']} | {r['mp']} | {r['height']}×{r['width']} | {r['precision_flag']} "
+                     f"| {r.get('cache', 'cold')} | {engine} | {r['tiles']} × {r['tile_shape']} | {r['wall_s']} "
+                     f"| {r['s_per_mp']} | {r['restore_s']} | {r['load_s']} "
                      f"| {r['gmacs']} | {r['overlap_share']:.0%} | {r['gmac_per_s']} | {r['peak_rss_gb']} "
                      f"| {r['load_before']} → {r['load_after']} |")
     notes = sorted({r["engine_line"] for r in rows})
-    return "\n".join(lines + ["", "First output lines of `src.restore`:", *(f"- `{n}`" for n in notes)]) + "\n"
+    return "\n".join(lines + cache_summary(rows) + ["", "First output lines of `src.restore`:",
+                                                    *(f"- `{n}`" for n in notes)]) + "\n"
+
+
+def cache_summary(rows: list[dict]) -> list[str]:
+    """Lines comparing cold and warm runs of the same command, round by round (median, range, median of the
+    per-round ratios of wall time); none without both."""
+    import statistics
+
+    groups: dict[tuple, dict[str, dict[int, float]]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["mp"], r["precision_flag"]), {}).setdefault(r.get("cache", "cold"), {})[
+            r.get("round", 0)] = r["wall_s"]
+    out = []
+    for (model, mp, precision), by in groups.items():
+        cold, warm = by.get("cold", {}), by.get("warm", {})
+        both = sorted(set(cold) & set(warm))
+        if not both:
+            continue
+        ratios = [cold[i] / warm[i] for i in both]
+        c, w = list(cold.values()), list(warm.values())
+        out.append(f"- {model}, {mp} MP, --precision {precision}: wall cold {statistics.median(c):.1f} s "
+                   f"[{min(c):.1f}–{max(c):.1f}], warm {statistics.median(w):.1f} s "
+                   f"[{min(w):.1f}–{max(w):.1f}]: warm is {statistics.median(ratios):.2f}× "
+                   f"faster (median of {len(both)} alternated rounds' ratios, {min(ratios):.2f}–{max(ratios):.2f})")
+    return (["", "Engine cache (cold: `UIR_CACHE_DIR=off`, a first run; warm: a second run of the same command):",
+             *out] if out else [])
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -242,7 +289,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batching", nargs=2, type=int, default=None, metavar=("ROWS", "COLUMNS"),
                         help="instead: the engine on one tile per thread of this shape, tile by tile vs parallel "
                              "streams (shipped DiffUIR-T, alternated --rounds)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternated rounds of --batching")
+    parser.add_argument("--cache", nargs="+", default=["cold"], choices=["cold", "warm"],
+                        help="engine cache of the children: cold (off: a first run) and/or warm (a second run); "
+                             "both: alternated --rounds")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternated rounds of --batching, and of --cache cold warm")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="OUT.csv and OUT.md are written (replaced)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -259,6 +310,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     facts = {"run": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(), "device": args.device,
              "threads": args.threads}
     rows: list[dict] = []
+    warmed: set = set()
     with tempfile.TemporaryDirectory(prefix="photo_speed_") as tmp:
         workdir = Path(tmp)
         shapes = {0: (96, 128)} if args.smoke else {mp: PHOTO_SHAPES[mp] for mp in args.mp}
@@ -271,18 +323,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
             else:
                 ckpt, name = random_weights(size, workdir / f"diffuir_{size}"), f"DiffUIR-{size} (random)"
             macs_px, multiple = macs_per_pixel(ckpt)
+            rounds = args.rounds if len(args.cache) > 1 else 1
             for mp, shape in shapes.items():
                 for precision in args.precision:
-                    row = measure(name, ckpt, mp, shape, workdir, args.threads, args.device, precision,
-                                  tile if not args.smoke else 64, overlap if not args.smoke else 16, tile_batch,
-                                  macs_px, multiple, args.timeout)
-                    rows.append({**facts, "weights": "shipped" if ckpt == SHIPPED else "random", **row})
-                    args.out.parent.mkdir(parents=True, exist_ok=True)
-                    with args.out.with_suffix(".csv").open("w", newline="") as f:  # after every row: partial runs count
-                        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-                        writer.writeheader()
-                        writer.writerows(rows)
-                    args.out.with_suffix(".md").write_text(to_markdown(rows, facts))
+                    for r in range(rounds):
+                        for cache in (args.cache if r % 2 == 0 else args.cache[::-1]):  # order alternated too
+                            row = measure(name, ckpt, mp, shape, workdir, args.threads, args.device, precision,
+                                          tile if not args.smoke else 64, overlap if not args.smoke else 16,
+                                          tile_batch, macs_px, multiple, args.timeout, cache=cache, warmed=warmed)
+                            rows.append({**facts, "weights": "shipped" if ckpt == SHIPPED else "random",
+                                         "round": r, **row})
+                            write_rows(args.out.with_suffix(".csv"), rows, COLUMNS)  # after every row: partial runs
+                            args.out.with_suffix(".md").write_text(to_markdown(rows, facts))
     print(to_markdown(rows, facts) + f"\nwrote {args.out.with_suffix('.csv')} and {args.out.with_suffix('.md')}")
     return rows
 

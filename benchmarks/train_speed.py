@@ -21,7 +21,6 @@ first contender. Every row records the CPU, threads and the 1-minute load averag
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -32,6 +31,8 @@ import time
 from pathlib import Path
 
 import lightning as L
+
+from src.utils.csv_cells import write_rows
 
 CONTENDERS = {
     "one_proc_2t": ["trainer=cpu", "num_threads=2", "data.batch_size=8"],
@@ -102,11 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             per_round.append(got)
     base = args.contenders[0]
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.with_suffix(".csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(out.with_suffix(".csv"), rows)
     lines = [f"# Training throughput: {args.experiment}, {args.steps} steps per run ({args.warmup} warm-up), "
              f"{args.rounds} alternated rounds", "",
              f"Machine: {cpu_model()}, {os.cpu_count()} cores; `python -m benchmarks.train_speed` "

@@ -21,7 +21,6 @@ baseline) to ``--out``. BM3D needs ``pip install -e .[baselines]``; without it i
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -37,6 +36,7 @@ from src.metrics.fidelity import psnr, ssim
 from src.reporting.grids import save_comparison_grid
 from src.reporting.tables import per_task_table, to_markdown, write_csv
 from src.tasks import TASKS
+from src.utils.csv_cells import write_rows
 
 # photo name -> (package, path inside the package's data folder); "builtin": a scikit-image held-out photo
 PHOTOS = {
@@ -155,10 +155,7 @@ def evaluate(ckpt: str, out_dir: Path, size: int = 256, seed: int = 0, tasks: li
                                  labels=GRID_LABELS, gt_last=True)
     summary = per_task_table(rows)
     fields = list(dict.fromkeys(k for r in rows for k in r if not k.startswith("_"))) or ["photo", "task"]
-    with (out_dir / "unseen_photos.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(out_dir / "unseen_photos.csv", rows, fields)
     write_csv(summary, out_dir / "unseen_photos_summary.csv")
     notes = all_skipped_notes(tasks)
     (out_dir / "unseen_photos.md").write_text(

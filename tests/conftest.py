@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# no test run shares cached exports or checks (tests/diffuir/test_engine_cache.py points it at a temporary folder)
+os.environ["UIR_CACHE_DIR"] = "off"
 
 from pathlib import Path  # noqa: E402
 

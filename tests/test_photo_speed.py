@@ -125,17 +125,23 @@ def test_restore_says_its_engine_and_precision_first(tiny_export, tmp_path, caps
 
 def test_photo_speed_smoke_times_a_child_restore(tmp_path):
     """benchmarks/photo_speed.py --smoke: one child `python -m src.restore` on a synthesised tiled photo, with its
-    wall time, tiles, multiply-adds, GMAC/s and peak memory."""
+    wall time, tiles, multiply-adds, GMAC/s and peak memory; cold (no engine cache) and warm (a second run)."""
     from benchmarks import photo_speed
 
-    (row,) = photo_speed.main(["--smoke", "--threads", "1", "--out", str(tmp_path / "p")])
+    row, warm = photo_speed.main(["--smoke", "--threads", "1", "--out", str(tmp_path / "p"), "--cache", "cold", "warm",
+                                  "--rounds", "1"])
+    assert (row["cache"], warm["cache"]) == ("cold", "warm") and warm["tiles"] == row["tiles"]
+    if "native bf16 CPU" in row["engine_line"]:  # the warm run read the precision check from the cache
+        assert "remembered from an earlier run" in warm["engine_line"]
+        assert "remembered" not in row["engine_line"]
     assert row["wall_s"] > 0 and row["s_per_mp"] > 0 and 0 < row["restore_s"] < row["wall_s"]
     tiles, (th, tw) = Restorer.plan(96, 128, 16, 64, 16)
     assert row["tiles"] == tiles > 1 and row["tile_shape"] == f"{th}x{tw}"
     assert row["gmacs"] > 0 and 0 < row["overlap_share"] < 1 and row["gmac_per_s"] > 0
     assert 0.05 < row["peak_rss_gb"] < 8 and row["engine_line"].startswith("engine: ")
     md = (tmp_path / "p.md").read_text()
-    assert "| DiffUIR-T (width 8, random) | 0 | 96×128 | auto |" in md
+    assert "| DiffUIR-T (width 8, random) | 0 | 96×128 | auto | cold |" in md
+    assert "| DiffUIR-T (width 8, random) | 0 | 96×128 | auto | warm |" in md and "warm is " in md
     assert (tmp_path / "p.csv").read_text().startswith("run,cpu,device")
 
 

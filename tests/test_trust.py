@@ -409,6 +409,20 @@ def test_csv_cells_that_look_like_formulas_are_neutralised(tmp_path):
     assert all(r["psnr_in"] == "-1.5" for r in rows)  # numbers stay numbers
 
 
+def test_write_rows_is_the_one_csv_writer_columns_in_order_and_cells_neutralised(tmp_path):
+    import csv
+
+    from src.utils.csv_cells import write_rows
+
+    rows = [{"b": "=1+1", "a": -2.5}, {"a": 3, "c": "extra"}]
+    path = write_rows(tmp_path / "deep" / "t.csv", rows)  # folder made, columns in first-seen order
+    assert path.read_text().splitlines()[0] == "b,a,c"
+    got = list(csv.DictReader(path.open()))
+    assert got[0] == {"b": "'=1+1", "a": "-2.5", "c": ""} and got[1] == {"b": "", "a": "3", "c": "extra"}
+    path = write_rows(tmp_path / "t2.csv", rows, ["a", "b"])  # named columns: others left out
+    assert path.read_text().splitlines() == ["a,b", "-2.5,'=1+1", "3,"]
+
+
 def test_train_with_a_bad_init_from_official_exits_2_with_one_line(tmp_path):
     import subprocess
     import sys

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from src.diffuir import engine_cache
 from src.diffuir.blocks import WeightStandardizedConv2d
 from src.diffuir.inference_forms import to_inference_forms
 
@@ -138,6 +139,12 @@ def export_onnx(net: nn.Module, path: str | Path | io.BytesIO | None = None, ops
         return path
     onnx.save(model, str(path))
     return Path(path)
+
+
+def onnx_bytes(net: nn.Module) -> bytes:
+    """:func:`export_onnx` of ``net`` as bytes, read from :mod:`~src.diffuir.engine_cache` when these weights were
+    exported before (the export takes seconds; the cache is off with ``UIR_CACHE_DIR=off``)."""
+    return engine_cache.cached_onnx(engine_cache.network_key(net, "onnx", ONNX_OPSET), lambda: export_onnx(net))
 
 
 def _without_initializer_identities(model):
@@ -247,7 +254,7 @@ class OnnxRuntimeEngine(Engine):
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(model or export_onnx(net), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(model or onnx_bytes(net), options, providers=["CPUExecutionProvider"])
 
     def run(self, x, time):
         return torch.from_numpy(self.session.run(None, {"x": _numpy(x), "t": _numpy(time)})[0])
@@ -276,9 +283,12 @@ class OpenVinoEngine(Engine):
         if self.precision == "bf16" and "BF16" not in self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             raise ValueError("engine openvino-bf16: this CPU has no bfloat16 support (AVX-512 BF16 or AMX) in "
                                "OpenVINO; use openvino or onnx")
+        cache = engine_cache.openvino_cache_dir()
+        if cache is not None:  # compiled models kept for the next run (OpenVINO keys them by graph and settings)
+            self.core.set_property({"CACHE_DIR": cache})
         with tempfile.TemporaryDirectory() as tmp:  # read_model takes a file for ONNX
             path = Path(tmp) / "diffuir.onnx"
-            path.write_bytes(model or export_onnx(net))
+            path.write_bytes(model or onnx_bytes(net))
             self.model = self.core.read_model(str(path))
         self.threads = threads or torch.get_num_threads()
         self.parallel_batch = parallel_batch
@@ -363,6 +373,18 @@ def cpu_flags() -> set[str]:
             if line.startswith(("flags", "Features")):
                 return set(line.split(":", 1)[1].split())
     return set()
+
+
+def cpu_identity() -> str:
+    """This CPU as the kernel names it (model name, family, model, stepping, flags), for keys of cached checks."""
+    with contextlib.suppress(OSError):
+        block = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+        wanted = ("model name", "cpu family", "model", "stepping", "flags", "Features", "CPU implementer", "CPU part")
+        return "; ".join(line.split(":", 1)[1].strip() for line in block.splitlines()
+                         if line.split(":", 1)[0].strip() in wanted and ":" in line)
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
 def native_bf16() -> bool:
@@ -458,15 +480,34 @@ def select_engine(model: nn.Module, name: str = "auto", device: torch.device | s
         return install(name, "32", "--precision auto: fp32, this CPU has no native bf16 (AVX-512 BF16 or AMX)")
     if not available("openvino"):
         return install(name, "32", "--precision auto: fp32, the bf16 engine needs openvino: pip install -e \".[fast]\"")
-    onnx_bytes = export_onnx(model.eval_net)
-    fp32 = build_engine(model.eval_net, "openvino", device, model=onnx_bytes, **kwargs)
-    bf16 = build_engine(model.eval_net, "openvino-bf16", device, model=onnx_bytes, **kwargs)
-    db = sampler_psnr(model.diffusion, fp32, bf16)
+    key = _check_key(model) if engine_cache.cache_dir() is not None else None
+    db = engine_cache.cached_check(key) if key else None
+    fp32 = bf16 = None
+    remembered = "" if db is None else ", remembered from an earlier run with these weights on this CPU"
+    if db is None:
+        graph = onnx_bytes(model.eval_net)
+        fp32 = build_engine(model.eval_net, "openvino", device, model=graph, **kwargs)
+        bf16 = build_engine(model.eval_net, "openvino-bf16", device, model=graph, **kwargs)
+        db = sampler_psnr(model.diffusion, fp32, bf16)
+        if key:
+            engine_cache.store_check(key, db)
     if db >= min_psnr:
         return install("openvino-bf16", "bf16", f"--precision auto: native bf16 CPU, {db:.1f} dB from fp32 on the "
-                       f"check image (≥ {min_psnr:g}); --precision 32 for exact fp32", db, bf16)
+                       f"check image (≥ {min_psnr:g}{remembered}); --precision 32 for exact fp32", db, bf16)
     return install("openvino", "32", f"--precision auto: fp32, bf16 was {db:.1f} dB from fp32 on the check image "
-                   f"(< {min_psnr:g})", db, fp32)
+                   f"(< {min_psnr:g}{remembered})", db, fp32)
+
+
+def _check_key(model: nn.Module) -> str:
+    """The cache key of ``--precision auto``'s check: the weights, the sampler's settings, this CPU and OpenVINO."""
+    import openvino as ov
+
+    diffusion = model.diffusion
+    settings = sorted((k, v) for k, v in vars(diffusion).items()
+                      if not k.startswith("_") and k != "training" and isinstance(v, (bool, int, float, str, tuple)))
+    buffers = [(k, v.tolist()) for k, v in diffusion.state_dict().items()] if isinstance(diffusion, nn.Module) else []
+    return engine_cache.network_key(model.eval_net, "precision check", CHECK_SIDE, type(diffusion).__qualname__,
+                                    settings, buffers, cpu_identity(), ov.__version__)
 
 
 def _openvino_bf16_ok() -> bool:

@@ -25,7 +25,7 @@ from pathlib import Path
 from src.metrics.registry import METRICS
 from src.reporting.baseline_columns import BASELINE_KEYS, baseline_cell, baseline_columns
 from src.reporting.tables import mean_per_task
-from src.utils.csv_cells import csv_cell
+from src.utils.csv_cells import csv_cell, write_rows
 
 INPUT_COLUMNS = ("psnr_in", "ssim_in")  # fidelity of the degraded input itself (Y), a baseline for the row
 INPUT_LABELS = {"psnr_in": "PSNR input (Y)", "ssim_in": "SSIM input (Y)"}
@@ -161,17 +161,10 @@ def write_per_image_csv(records: list[dict], metrics: list[str], path: str | Pat
                         unavailable: dict | None = None) -> Path:
     """One row per image: ``index, name, task``, the input's PSNR/SSIM and each metric (numbers or empty).
     Metrics in ``unavailable``, or with no value for any image, get no column."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     present = [k for k in (*INPUT_COLUMNS, *metrics)
                if k not in (unavailable or {}) and any(r.get(k) is not None for r in records)]
     keys = ["index", "name", "task", *present]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        writer.writeheader()
-        for r in records:
-            writer.writerow({k: _number(r.get(k)) for k in keys})
-    return path
+    return write_rows(path, [{k: _number(r.get(k)) for k in keys} for r in records], keys)
 
 
 def _html_table(result: SetResult, unavailable: dict) -> str:

@@ -3,13 +3,12 @@ carry one: :mod:`src.reporting.baseline_columns`), as Markdown and CSV."""
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from src.reporting.baseline_columns import add_baseline_columns, baseline_cell, baseline_columns, baseline_notes
-from src.utils.csv_cells import csv_cell
+from src.utils.csv_cells import write_rows
 
 COLUMNS = ("task", "n", "psnr_in", "ssim_in", "psnr_out", "ssim_out")
 
@@ -60,10 +59,4 @@ def to_markdown(rows: list[dict], title: str | None = None) -> str:
 
 
 def write_csv(rows: list[dict], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *(k for k, _ in baseline_columns(rows))])
-        writer.writeheader()
-        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
-    return path
+    return write_rows(path, rows, [*COLUMNS, *(k for k, _ in baseline_columns(rows))])

@@ -12,3 +12,20 @@ def csv_cell(value):
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
+
+
+def write_rows(path, rows, fieldnames=None):
+    """Write ``rows`` (dicts) to the CSV file ``path`` (its folder made), every cell through :func:`csv_cell`: the
+    one CSV writer of the suite's tables and benchmarks. ``fieldnames``: the columns in order (keys not in it are
+    left out); None: every key of the rows in first-seen order. Returns ``path`` as a :class:`~pathlib.Path`."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(fieldnames) if fieldnames is not None else list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
+    return path
