@@ -30,8 +30,13 @@ class ResidualDiffusion(nn.Module):
         sampling_steps: int = 3,
         start_noise_std: float = 0.1,
         clip_residual: bool = True,
+        train_times: str = "uniform",
     ):
         super().__init__()
+        if train_times not in ("uniform", "sampler"):
+            raise ValueError(f"diffusion.train_times={train_times!r}: expected 'uniform' (the paper's Algorithm 1) or "
+                             "'sampler' (the sampler's own path)")
+        self.train_times = train_times
         self.timesteps = timesteps
         self.explicit_condition = explicit_condition
         self.shared_distribution = shared_distribution
@@ -67,12 +72,56 @@ class ResidualDiffusion(nn.Module):
         return net(net_in, self.alpha_bar[t] * self.timesteps)
 
     def loss(self, net: nn.Module, x0: torch.Tensor, x_in: torch.Tensor, generator=None) -> torch.Tensor:
-        """L1 between the predicted and true residual at a uniform random time (Eq. 11, Algorithm 1)."""
+        """L1 between the predicted and true residual at a uniform random time (Eq. 11, Algorithm 1); with
+        ``train_times='sampler'``, :meth:`sampler_path_loss` instead."""
+        if self.train_times == "sampler":
+            return self.sampler_path_loss(net, x0, x_in, generator)
         b = x0.shape[0]
         t = torch.randint(0, self.timesteps, (b,), device=x0.device, generator=generator)
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         x_t = self.q_sample(x0, x_in, t, noise)
         return F.l1_loss(self.predict_residual(net, x_t, x_in, t), x_in - x0)
+
+    def sampler_path_loss(self, net: nn.Module, x0: torch.Tensor, x_in: torch.Tensor, generator=None) -> torch.Tensor:
+        """The L1 residual loss of Eq. 11 where the sampler looks: at one of the ``sampling_steps`` times of
+        :meth:`sample` (drawn uniformly, one per batch), on the I_t the sampler itself reaches there — its start
+        (1 − δ̄_T)·I_in + s·ε, then the network's own (no-grad) steps. Algorithm 1 trains on I_t of Eq. 4 at any t,
+        whose noise β̄_t·ε (0.82–1.0 at the three times of a 3-step sampler) the 3-step sampler never produces
+        (its I_t carries s = 0.1), and spends its small-t samples on inputs it never meets. A fine-tuning option of
+        the suite, not the paper's: ``model.diffusion.train_times=sampler``. Costs on average (steps − 1)/2 extra
+        forward passes without gradient per batch."""
+        times = sampling_timesteps(self.sampling_steps, self.timesteps)
+        k = int(torch.randint(0, len(times) - 1, (1,), generator=generator))
+        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+        x = self.start(x_in, noise)
+        batch = x0.shape[0]
+        with torch.no_grad():
+            for t, t_next in zip(times[:k], times[1:k + 1]):
+                res = self.predict_residual(net, x, x_in, torch.full((batch,), t, device=x0.device, dtype=torch.long))
+                x = self.step(x, res, x_in, t, t_next)
+        t = torch.full((batch,), times[k], device=x0.device, dtype=torch.long)
+        return F.l1_loss(self.predict_residual(net, x.detach(), x_in, t), x_in - x0)
+
+    def start(self, x_in: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The sampler's I_T (see :meth:`sample`)."""
+        last = self.timesteps - 1
+        start_coef = 1 - self.delta_bar[last] if self.explicit_condition else (
+            1 - self.alpha_bar[last] - self.delta_bar[last]
+        )
+        return start_coef * x_in + self.start_noise_std * noise
+
+    def step(self, x: torch.Tensor, res: torch.Tensor, x_in: torch.Tensor, t: int, t_next: int) -> torch.Tensor:
+        """One update of :meth:`sample` from time ``t`` to ``t_next`` (−1: the last, I_0 = I_in − Î_res) given the
+        network's Î_res (clamped to [−1, 1] with ``clip_residual``)."""
+        if self.clip_residual:
+            res = res.clamp(-1, 1)
+        if t_next < 0:
+            return (x_in - res).clamp(-1, 1)
+        alpha = self.alpha_bar[t] - self.alpha_bar[t_next]
+        delta = self.delta_bar[t] - self.delta_bar[t_next]
+        if not self.explicit_condition:
+            delta = delta + alpha
+        return x - alpha * res + delta * x_in
 
     @torch.no_grad()
     def sample(
@@ -97,26 +146,12 @@ class ResidualDiffusion(nn.Module):
         times = sampling_timesteps(steps or self.sampling_steps, self.timesteps)
         if noise is None:
             noise = torch.randn(x_in.shape, device=x_in.device, dtype=x_in.dtype, generator=generator)
-        last = self.timesteps - 1
-        start_coef = 1 - self.delta_bar[last] if self.explicit_condition else (
-            1 - self.alpha_bar[last] - self.delta_bar[last]
-        )
-        x = start_coef * x_in + self.start_noise_std * noise
+        x = self.start(x_in, noise)
         trajectory = [x]
         batch = x_in.shape[0]
         for i, (t, t_next) in enumerate(zip(times[:-1], times[1:]), 1):
             t_vec = torch.full((batch,), t, device=x_in.device, dtype=torch.long)
-            res = self.predict_residual(net, x, x_in, t_vec)
-            if self.clip_residual:
-                res = res.clamp(-1, 1)
-            if t_next < 0:
-                x = (x_in - res).clamp(-1, 1)
-            else:
-                alpha = self.alpha_bar[t] - self.alpha_bar[t_next]
-                delta = self.delta_bar[t] - self.delta_bar[t_next]
-                if not self.explicit_condition:
-                    delta = delta + alpha
-                x = x - alpha * res + delta * x_in
+            x = self.step(x, self.predict_residual(net, x, x_in, t_vec), x_in, t, t_next)
             trajectory.append(x)
             if callback is not None:
                 callback(i, len(times) - 1)

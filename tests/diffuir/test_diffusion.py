@@ -114,3 +114,65 @@ def test_training_steps_make_loss_fall():
         d.loss(net, x0, x_in, generator=g).backward()
         opt.step()
     assert eval_loss() < 0.6 * before
+
+
+class Recorder(nn.Module):
+    """Wraps a network and records what it was fed (input, time, whether grad was on)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.seen = net, []
+
+    def forward(self, x, time):
+        self.seen.append((x.detach().clone(), float(time[0]), torch.is_grad_enabled()))
+        return self.net(x, time)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_sampler_path_loss_trains_on_the_inputs_the_sampler_meets(k, monkeypatch):
+    """train_times='sampler': the graded forward sees exactly the I_t of sample() at its k-th time (same ε, the
+    network's own earlier steps, run without gradient), and the loss is L1 to the true residual there."""
+    torch.manual_seed(0)
+    net = Recorder(DiffUIRUNet(dim=8, dim_mults=(1, 1), in_channels=6).eval())
+    d = ResidualDiffusion(train_times="sampler")
+    x0, x_in = _images()
+    monkeypatch.setattr(torch, "randint", lambda *a, **kw: torch.tensor([k]))  # the step drawn
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(5))
+    loss = d.loss(net, x0, x_in, generator=torch.Generator().manual_seed(5))
+    fed = list(net.seen)
+    assert [grad for *_, grad in fed] == [False] * k + [True]
+    times = [float(d.alpha_bar[t]) * 1000 for t in (999, 665, 332)[:k + 1]]
+    assert [time for _, time, _ in fed] == pytest.approx(times)
+    net.seen.clear()
+    trajectory = d.sample(net, x_in, noise=noise, return_trajectory=True)
+    assert torch.allclose(fed[-1][0], torch.cat((trajectory[k], x_in), 1), atol=1e-6)
+    expected = (net.net(torch.cat((trajectory[k], x_in), 1), torch.full((2,), fed[-1][1])) - (x_in - x0)).abs().mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_sampler_path_training_makes_the_restored_output_better():
+    """A few steps with train_times='sampler' lower the error of the 3-step sampler's output itself."""
+    torch.manual_seed(0)
+    net = DiffUIRUNet(dim=16, dim_mults=(1, 1), in_channels=6)
+    d = ResidualDiffusion(train_times="sampler")
+    x0, x_in = _images((4, 3, 16, 16))
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(9))
+
+    def output_error():
+        return (d.sample(net, x_in, noise=noise) - x0).abs().mean().item()
+
+    before = output_error()
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(60):
+        opt.zero_grad()
+        d.loss(net, x0, x_in, generator=g).backward()
+        opt.step()
+    assert output_error() < 0.6 * before
+
+
+def test_train_times_must_be_known():
+    with pytest.raises(ValueError, match="diffusion.train_times='ddim': expected 'uniform'"):
+        ResidualDiffusion(train_times="ddim")
