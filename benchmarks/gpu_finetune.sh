@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The shipped weights' GPU stage (conf/experiment/diffuir_t_photos_gpu.yaml) in one command on one GPU, sized to
+# fit a short GPU loan: a 300-step smoke run first (a broken environment fails in seconds; its end-to-end it/s
+# sizes the real run), then the run itself with its steps fitted to TRAIN_S seconds (the one-cycle schedule
+# follows) and a hard stop STOP_S (90) s later (trainer.max_time), then the export. Writes OUT/diffuir_t_photos/ (model.safetensors,
+# config.yaml), OUT/metrics.csv (the loss curve) and OUT/train.log.
+#   python -m src.data.photo_folder --out data/photos     # the clean photos (here: Debian packages)
+#   TRAIN_S=270 benchmarks/gpu_finetune.sh /tmp/gpu_ft      # on the GPU machine
+#   STEPS=3000 TRAIN_S=300 STOP_S=40 benchmarks/gpu_finetune.sh /tmp/gpu_ft2 model.init_from=weights/gpu1 model.optimizer.lr=5e-4
+#     (STEPS: fixed steps instead of the smoke run's estimate; the hard stop stays at TRAIN_S + STOP_S seconds)
+#   SMOKE_ONLY=1 TRAINER=cpu benchmarks/gpu_finetune.sh /tmp/ft_smoke   # the script end to end on a CPU
+# Under an outer `timeout`, leave it 60 s beyond smoke + TRAIN_S + STOP_S: the export comes last, and a run cut off
+# before it leaves only logs/gpu_finetune/main/checkpoints/ (export those with python -m src.export).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+out=${1:?usage: benchmarks/gpu_finetune.sh OUT_DIR [hydra overrides...]}; shift
+train_s=${TRAIN_S:-270} stop_s=${STOP_S:-90} trainer=${TRAINER:-gpu}
+mkdir -p "$out"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+overrides=("$@")
+run() {  # run NAME [overrides...]: one training run into logs/gpu_finetune/NAME
+  local name=$1; shift
+  HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 "$PY" -m src.train experiment=diffuir_t_photos_gpu trainer="$trainer" \
+    data.root=data/photos test=false logger=csv hydra.run.dir="logs/gpu_finetune/$name" "$@" "${overrides[@]}"
+}
+if [ "$trainer" = cpu ]; then small=(data.num_workers=2 data.batch_size=2 data.patch_size=32); else small=(); fi
+start=$(date +%s)
+run smoke trainer.max_steps=${SMOKE_STEPS:-300} "${small[@]}" > "$out/smoke.log" 2>&1 || { tail -40 "$out/smoke.log"; exit 1; }
+# the smoke run's end-to-end rate (data loading, EMA and logging included, warm-up steps too: a safe estimate)
+rate=$(tr '\r' '\n' < "$out/smoke.log" | grep -o '[0-9.]*it/s' | tail -1 | sed 's|it/s||')
+steps=${STEPS:-$("$PY" -c "print(max(50, int(float('${rate:-0}' or 0) * $train_s * 0.9)))")}
+echo "smoke run: $(( $(date +%s) - start )) s, ${rate:-?} it/s -> $steps steps for ${train_s} s"
+[ "${SMOKE_ONLY:-0}" = 1 ] && exit 0
+start=$(date +%s)
+run main trainer.max_steps="$steps" \
+  +trainer.max_time="$(printf '00:00:%02d:%02d' $(( (train_s + stop_s) / 60 )) $(( (train_s + stop_s) % 60 )))" \
+  "${small[@]}" 2>&1 | tr '\r' '\n' | grep -v "it/s]" | tee "$out/train.log" | grep -E "steps|wall time|Error" || true
+echo "training run: $(( $(date +%s) - start )) s"
+"$PY" -m src.export --ckpt logs/gpu_finetune/main/checkpoints/last.ckpt --format safetensors \
+  --out "$out/diffuir_t_photos" --overwrite
+cp "$(find logs/gpu_finetune/main -name metrics.csv | head -1)" "$out/metrics.csv" 2>/dev/null || true
