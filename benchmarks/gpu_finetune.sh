@@ -9,6 +9,7 @@
 #   STEPS=3000 TRAIN_S=300 STOP_S=40 benchmarks/gpu_finetune.sh /tmp/gpu_ft2 model.init_from=weights/gpu1 model.optimizer.lr=5e-4
 #     (STEPS: fixed steps instead of the smoke run's estimate; the hard stop stays at TRAIN_S + STOP_S seconds)
 #   SMOKE_ONLY=1 TRAINER=cpu benchmarks/gpu_finetune.sh /tmp/ft_smoke   # the script end to end on a CPU
+# DATA_ROOT (data/photos): the clean photos; LOG_DIR (logs/gpu_finetune): the two runs' folders.
 # Under an outer `timeout`, leave it 60 s beyond smoke + TRAIN_S + STOP_S: the export comes last, and a run cut off
 # before it leaves only logs/gpu_finetune/main/checkpoints/ (export those with python -m src.export).
 set -euo pipefail
@@ -16,13 +17,14 @@ cd "$(dirname "$0")/.."
 PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 out=${1:?usage: benchmarks/gpu_finetune.sh OUT_DIR [hydra overrides...]}; shift
 train_s=${TRAIN_S:-270} stop_s=${STOP_S:-90} trainer=${TRAINER:-gpu}
+root=${DATA_ROOT:-data/photos} logs=${LOG_DIR:-logs/gpu_finetune}
 mkdir -p "$out"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 overrides=("$@")
-run() {  # run NAME [overrides...]: one training run into logs/gpu_finetune/NAME
+run() {  # run NAME [overrides...]: one training run into LOG_DIR/NAME
   local name=$1; shift
   HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 "$PY" -m src.train experiment=diffuir_t_photos_gpu trainer="$trainer" \
-    data.root=data/photos test=false logger=csv hydra.run.dir="logs/gpu_finetune/$name" "$@" "${overrides[@]}"
+    data.root="$root" test=false logger=csv hydra.run.dir="$logs/$name" "$@" "${overrides[@]}"
 }
 if [ "$trainer" = cpu ]; then small=(data.num_workers=2 data.batch_size=2 data.patch_size=32); else small=(); fi
 start=$(date +%s)
@@ -37,6 +39,6 @@ run main trainer.max_steps="$steps" \
   +trainer.max_time="$(printf '00:00:%02d:%02d' $(( (train_s + stop_s) / 60 )) $(( (train_s + stop_s) % 60 )))" \
   "${small[@]}" 2>&1 | tr '\r' '\n' | grep -v "it/s]" | tee "$out/train.log" | grep -E "steps|wall time|Error" || true
 echo "training run: $(( $(date +%s) - start )) s"
-"$PY" -m src.export --ckpt logs/gpu_finetune/main/checkpoints/last.ckpt --format safetensors \
+"$PY" -m src.export --ckpt "$logs/main/checkpoints/last.ckpt" --format safetensors \
   --out "$out/diffuir_t_photos" --overwrite
-cp "$(find logs/gpu_finetune/main -name metrics.csv | head -1)" "$out/metrics.csv" 2>/dev/null || true
+cp "$(find "$logs/main" -name metrics.csv | head -1)" "$out/metrics.csv" 2>/dev/null || true

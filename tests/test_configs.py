@@ -19,7 +19,8 @@ def test_experiment_composes_and_instantiates(compose_cfg, experiment, tmp_path)
     cfg = compose_cfg([f"experiment={experiment}"], tmp_path)
     model = instantiate(cfg.model)
     instantiate(cfg.data)
-    instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    if cfg.trainer.accelerator != "gpu":  # a GPU experiment's trainer is built on a GPU only (test_trainer_presets)
+        instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     size = experiment.split("_")[1].upper()
     assert (model.net.stem.out_channels, model.net.pad_multiple) == (SIZES[size]["dim"], 16)
 
@@ -119,6 +120,10 @@ def test_demo_and_photos_experiments_keep_their_recipes(compose_cfg, tmp_path):
     photos = compose_cfg(["experiment=diffuir_t_photos"], tmp_path)
     assert photos.data._target_ == "src.data.folder.FolderDataModule" and photos.trainer.strategy == "ddp"
     assert photos.trainer.devices == 2 and photos.lr_scaling is None
+    gpu = compose_cfg(["experiment=diffuir_t_photos_gpu"], tmp_path)  # the shipped weights' GPU stage
+    assert gpu.trainer.accelerator == "gpu" and gpu.trainer.devices == 1 and "strategy" not in gpu.trainer
+    assert gpu.model.init_from == "src/pretrained/diffuir_t_photos" and gpu.model.net.dim == 32
+    assert (gpu.data.batch_size, gpu.data.patch_size, gpu.data.task_weights.haze) == (48, 128, 0.2)
 
 
 @pytest.mark.parametrize("overrides,effective,lr", [

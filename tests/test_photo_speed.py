@@ -3,6 +3,7 @@ as tile by tile), the precision choice on the command line, and benchmarks/photo
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,26 @@ def test_gpu_sh_smoke_runs_both_benchmarks_on_cpu(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "| sample | DiffUIR-T | 32 |" in (tmp_path / "gpu.md").read_text()  # gpu_bench's sections: test_bench.py
     assert "| DiffUIR-T (width 8, random) | 0 | 96×128 |" in (tmp_path / "photo_speed_gpu.md").read_text()
+
+
+@pytest.mark.slow  # ~1.5 min of CPU: two short training runs and an export (make test-full)
+def test_gpu_finetune_sh_trains_and_exports_on_cpu(tmp_path):
+    """benchmarks/gpu_finetune.sh (the shipped weights' GPU stage) end to end on the CPU: the smoke run sizes the run
+    from its it/s, the run starts from the shipped weights, and the export loads as a DiffUIR-T."""
+    from benchmarks.photo_speed import synthesise_photo
+    from src.utils.checkpoints import load_restoration_model
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        synthesise_photo(96 + 16 * i, 128, photos / f"p{i}.jpg")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PY": sys.executable, "TRAINER": "cpu", "SMOKE_STEPS": "40",
+           "TRAIN_S": "5", "DATA_ROOT": str(photos), "LOG_DIR": str(tmp_path / "logs")}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_finetune.sh"), str(tmp_path / "out")], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "it/s ->" in done.stdout and "wrote" in done.stdout
+    model = load_restoration_model(tmp_path / "out" / "diffuir_t_photos")
+    assert model.net.stem.out_channels == 32
+    config = (tmp_path / "out" / "diffuir_t_photos" / "config.yaml").read_text()
+    assert re.search(r"init_from: \S*src/pretrained/diffuir_t_photos\n", config)
