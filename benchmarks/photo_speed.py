@@ -78,10 +78,10 @@ def random_weights(size: str, folder: Path, dim: int | None = None) -> Path:
     model's sampler settings; ``dim`` overrides the width (the smoke test's tiny network)."""
     from src.diffuir.unet import SIZES
     from src.export import export_safetensors
-    from src.utils.checkpoints import instantiate_model_config, read_export
+    from src.utils.checkpoints import instantiate_model_config, read_export, without_weight_init
 
     _, config, _ = read_export(SHIPPED)
-    config = {**config, "net": {**config["net"], "dim": dim or SIZES[size]["dim"],
+    config = {**without_weight_init(config), "net": {**config["net"], "dim": dim or SIZES[size]["dim"],
                                 "dim_mults": list(SIZES[size]["dim_mults"])}}
     torch.manual_seed(0)
     model = instantiate_model_config(config, "photo_speed random weights")

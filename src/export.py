@@ -8,7 +8,8 @@
   ``stage2.*``; the frozen SD / CLIP parts are rebuilt from the files or seeds their configs name);
 * ``config.yaml``: ``model_config`` (the Hydra config that builds the model, checked against the suite's allowlist
   when loaded, as a checkpoint's is), ``kind``, ``size``, ``parameters`` (of the restoring network),
-  ``weights`` (which copy), ``source_checkpoint`` and its ``source_sha256``.
+  ``weights`` (which copy), ``source_checkpoint`` and its ``source_sha256``; ``model.init_from`` and
+  ``init_from_official`` are stored as null (the weights replace them) and noted as ``initialised_from``.
 
 ``src.restore --ckpt DIR``, ``src.eval ckpt_path=DIR`` and the app load such a folder directly
 (:func:`src.utils.checkpoints.load_restoration_model`).
@@ -41,11 +42,13 @@ from src.utils.checkpoints import (
     EXPORT_CONFIG,
     EXPORT_FORMAT_VERSION,
     EXPORT_WEIGHTS,
+    WEIGHT_INIT_ARGUMENTS,
     describe_state,
     is_export,
     load_restoration_model,
     parameter_count,
     sha256_of,
+    without_weight_init,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -127,6 +130,10 @@ def export_safetensors(model: nn.Module, source: Path, out: Path, **_) -> list[P
 
     config, state, which = restoration_weights(model)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items() if torch.is_tensor(v)}
+    # the weights replace model.init_from / init_from_official: the stored config must not point at another file
+    # (it would be read again by whoever builds the model from it); where the run started from is kept as a note
+    started = {k: config[k] for k in WEIGHT_INIT_ARGUMENTS if config.get(k)}
+    config = without_weight_init(config)
     info = {
         "format_version": EXPORT_FORMAT_VERSION,
         "kind": type(model).__name__,
@@ -136,6 +143,7 @@ def export_safetensors(model: nn.Module, source: Path, out: Path, **_) -> list[P
         "weights": which,
         "source_checkpoint": str(source.resolve()),
         "source_sha256": sha256_of(source) if source.is_file() else None,
+        **({"initialised_from": started} if started else {}),
         "model_config": _plain(config),
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -72,6 +72,20 @@ def test_diffuir_round_trip_restores_identically(ckpt, tmp_path, capsys):
     assert torch.equal(load_model(cfg, out).net.head.weight, exported.net.head.weight)
 
 
+def test_an_export_of_a_fine_tuned_run_does_not_point_at_the_weights_it_started_from(ckpt, tmp_path):
+    """A run started with model.init_from=<folder>: its export stores init_from as null (the weights replace it) and
+    notes the folder as initialised_from, so loading it never reads that folder again (nor fails once it is gone)."""
+    from src.export import export_safetensors
+
+    model = load_restoration_model(ckpt)
+    model.model_config = {**model.model_config, "init_from": str(tmp_path / "gone")}  # as in a fine-tune's ckpt
+    export_safetensors(model, ckpt, tmp_path / "export")
+    info = yaml.safe_load((tmp_path / "export" / "config.yaml").read_text())
+    assert info["model_config"]["init_from"] is None and info["model_config"].get("init_from_official") is None
+    assert info["initialised_from"] == {"init_from": str(tmp_path / "gone")}
+    assert torch.equal(load_restoration_model(tmp_path / "export").net.head.weight, model.eval_net.head.weight)
+
+
 def test_export_config_is_checked_like_a_checkpoint_and_bad_usage_exits_2(ckpt, tmp_path, capsys):
     out = tmp_path / "export"
     export(ckpt, "safetensors", out)

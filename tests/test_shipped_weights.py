@@ -27,6 +27,7 @@ def test_shipped_weights_are_a_small_safetensors_export_of_diffuir_t():
     assert meta["model_config"]["net"]["dim"] == 32 and meta["model_config"]["net"]["dim_mults"] == [1, 1, 1, 1]
     assert meta["parameters"] == 886_435
     assert set(meta["model_config"]["trained_tasks"]) == {"noise", "low_light", "haze", "rain", "snow"}
+    assert meta["model_config"]["init_from"] is None  # the weights are the model: no other file is read to build it
 
 
 @pytest.mark.parametrize(("task", "params", "min_gain_db"), [

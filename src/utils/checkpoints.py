@@ -580,7 +580,7 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
 
 
 # ---------------------------------------------------------------------------------------------- building models
-def _without_weight_init(config: Mapping) -> dict:
+def without_weight_init(config: Mapping) -> dict:
     """``config`` with :data:`WEIGHT_INIT_ARGUMENTS` set to None at its root (the state dict replaces them)."""
     return {k: (None if k in WEIGHT_INIT_ARGUMENTS else v) for k, v in config.items()}
 
@@ -606,7 +606,7 @@ def build_from_config(config: dict, state_dict: Mapping[str, torch.Tensor], sour
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(f"{source}: 'state_dict' is a {type(state_dict).__name__}, not a mapping of tensors")
     validate_model_config(config, f"model config of {source}")
-    build = _without_weight_init(config) if state_dict else dict(config)
+    build = without_weight_init(config) if state_dict else dict(config)
     if state_dict:
         check_sizes_before_building(build, state_dict, source)
     model = _instantiate(build, origin=source)
