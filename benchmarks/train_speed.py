@@ -3,16 +3,23 @@
     python -m benchmarks.train_speed                      # -> experiments/bench/train_speed.{md,csv}
 
 Each contender is a real ``src.train`` run of ``--experiment`` (default the demo, DiffUIR-T on 8 crops of 64² per
-optimizer step) for ``--steps`` optimizer steps, with a callback (:class:`StepTimer`) that stamps the end of every
-step on global rank 0; samples/s is the global batch times the steps after ``--warmup``, over their time (process
-start, data set-up and checkpoint writing excluded). Contenders (``--contenders``):
+optimizer step) for ``--steps`` optimizer steps, with a callback (:class:`benchmarks.step_timer.StepTimer`) that
+stamps the end of every step on global rank 0; samples/s is the global batch times the steps after ``--warmup``,
+over their time (process start, data set-up and checkpoint writing excluded). Contenders (``--contenders``):
 
 * ``one_proc_2t``: one process with two torch threads, batch 8 (the demo's recipe before; ``trainer=cpu``);
 * ``ddp_2x1t``: two processes of one thread each under Lightning's DDP (gloo, ``trainer=ddp_cpu``), batch 4 per
   process = 8 per step: the same samples per step and the same model, two independent streams of small kernels;
 * ``ddp_2x1t_cl``: the same with the network in channels-last memory format (``model.channels_last=true``);
 * ``ddp_2x1t_b16``: ``ddp_2x1t`` with 8 crops per process (16 per step): what larger kernels per call give in
-  samples/s (a different recipe: fewer, larger steps).
+  samples/s (a different recipe: fewer, larger steps);
+* ``ddp_2x1t_compile``: ``ddp_2x1t`` with the U-Net under ``torch.compile`` (``model.compile=true``; inductor's C++
+  kernels; its compilation falls in the warm-up steps, not in samples/s).
+
+``--before COMMIT`` adds the suite as it was at COMMIT as the first contender (``before@COMMIT``: a detached git
+worktree training ``--experiment`` with that commit's own recipe), so the speed-up column reads after vs before in one
+alternated run. Issue 17's "today": ``--before 55941b7`` (the demo then: one process, two threads, 8 crops per step,
+degradations synthesised in the training process).
 
 Rounds alternate the order (A B C, then C B A, ...); the speed-up is the median of the per-round ratios to the
 first contender. Every row records the CPU, threads and the 1-minute load average before and after.
@@ -23,14 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import lightning as L
 
 from src.utils.csv_cells import write_rows
 
@@ -40,35 +46,54 @@ CONTENDERS = {
     "ddp_2x1t_cl": ["trainer=ddp_cpu", "num_threads=1", "data.batch_size=4", "trainer.accumulate_grad_batches=1",
                     "+model.channels_last=true"],
     "ddp_2x1t_b16": ["trainer=ddp_cpu", "num_threads=1", "data.batch_size=8", "trainer.accumulate_grad_batches=1"],
+    "ddp_2x1t_compile": ["trainer=ddp_cpu", "num_threads=1", "data.batch_size=4", "trainer.accumulate_grad_batches=1",
+                         "+model.compile=true"],
 }
-GLOBAL_BATCH = {"one_proc_2t": 8, "ddp_2x1t": 8, "ddp_2x1t_cl": 8, "ddp_2x1t_b16": 16}
+GLOBAL_BATCH = {"one_proc_2t": 8, "ddp_2x1t": 8, "ddp_2x1t_cl": 8, "ddp_2x1t_b16": 16, "ddp_2x1t_compile": 8}
+WHERE: dict[str, tuple] = {}  # contender -> (checkout, PYTHONPATH, StepTimer target): before@COMMIT only
 
 
-class StepTimer(L.Callback):
-    """Writes the perf_counter time at the end of each training batch (global rank 0) to ``path`` as JSON."""
+def add_before(commit: str, tmp: Path, batch: int) -> str:
+    """Add the contender ``before@COMMIT``: the suite as it was at ``commit`` (a detached ``git worktree`` in
+    ``tmp``), training ``--experiment`` with that commit's own recipe (no overrides); its global batch is ``batch``
+    (the demo's was 8 per step before and is 8 now). A copy of :mod:`benchmarks.step_timer` goes on its path."""
+    repo = Path(__file__).resolve().parents[1]
+    tree = tmp / "before"
+    done = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), commit],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"--before {commit}: git worktree add failed ({done.stderr.strip()[-300:]}); a shallow "
+                         "clone lacks old commits: git fetch --unshallow")
+    shim = tmp / "shim"
+    shim.mkdir()
+    shutil.copy(repo / "benchmarks" / "step_timer.py", shim / "uir_step_timer.py")
+    name = f"before@{commit[:7]}"
+    CONTENDERS[name], GLOBAL_BATCH[name] = [], batch
+    WHERE[name] = (tree, str(shim), "uir_step_timer.StepTimer")
+    return name
 
-    def __init__(self, path: str):
-        self.path, self.stamps = path, []
 
-    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
-        if trainer.is_global_zero:
-            self.stamps.append(time.perf_counter())
-
-    def on_train_end(self, trainer, *args, **kwargs) -> None:
-        if trainer.is_global_zero:
-            Path(self.path).write_text(json.dumps(self.stamps))
+def remove_before(tmp: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    if (tmp / "before").exists():
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tmp / "before")],
+                       capture_output=True)
 
 
 def run_contender(name: str, experiment: str, steps: int, warmup: int, workdir: Path) -> float:
     """Samples per second of one ``src.train`` run of contender ``name``."""
     stamps = workdir / f"{name}.json"
+    cwd, path, timer = WHERE.get(name, (Path(__file__).resolve().parents[1], "", "benchmarks.step_timer.StepTimer"))
     cmd = [sys.executable, "-m", "src.train", f"experiment={experiment}", f"trainer.max_steps={steps}",
-           "test=false", "logger=csv", f"paths.output_dir={workdir / name}", "time_budget_s=null",
+           "test=false", "logger=csv", f"paths.output_dir={workdir / name}",
            "callbacks.model_checkpoint.every_n_train_steps=1000000",
-           "+callbacks.step_timer._target_=benchmarks.train_speed.StepTimer",
-           f"+callbacks.step_timer.path={stamps}", *CONTENDERS[name]]
+           f"+callbacks.step_timer._target_={timer}", f"+callbacks.step_timer.path={stamps}", *CONTENDERS[name]]
+    if "time_budget_s" in (Path(cwd) / "conf" / "train.yaml").read_text():  # the option's older checkouts lack
+        cmd.append("time_budget_s=null")
     env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if path:  # the older checkout: its own src (the working directory) and the timer's copy, nothing of today's
+        env["PYTHONPATH"] = path
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=cwd)
     if done.returncode != 0 or not stamps.is_file():
         raise RuntimeError(f"{name} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     t = json.loads(stamps.read_text())
@@ -78,8 +103,6 @@ def run_contender(name: str, experiment: str, steps: int, warmup: int, workdir: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.diffuir_speed import cpu_model
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--experiment", default="diffuir_t_demo")
     p.add_argument("--contenders", nargs="+", default=["one_proc_2t", "ddp_2x1t"], choices=list(CONTENDERS))
@@ -87,20 +110,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", default="experiments/bench/train_speed")
+    p.add_argument("--before", metavar="COMMIT", help="also time the suite at COMMIT (its own recipe, in a git "
+                   "worktree) as the first contender: the speed-up column is then after vs before")
+    p.add_argument("--before-batch", type=int, default=8, help="the global batch of --before's recipe")
     args = p.parse_args(argv)
     rows, per_round = [], []
     with tempfile.TemporaryDirectory(prefix="uir-train-speed-") as tmp:
-        for r in range(args.rounds):
-            order = args.contenders if r % 2 == 0 else list(reversed(args.contenders))
-            got = {}
-            for name in order:
-                load0 = os.getloadavg()[0]
-                sps = run_contender(name, args.experiment, args.steps, args.warmup, Path(tmp) / f"r{r}")
-                got[name] = sps
-                rows.append({"round": r, "contender": name, "samples_per_s": round(sps, 3),
-                             "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)})
-                print(f"round {r} {name:12s} {sps:6.2f} samples/s (load {load0:.2f})", flush=True)
-            per_round.append(got)
+        if args.before:
+            args.contenders = [add_before(args.before, Path(tmp), args.before_batch), *args.contenders]
+        try:
+            per_round = time_rounds(args, Path(tmp), rows)
+        finally:
+            remove_before(Path(tmp))
+    report(args, rows, per_round)
+    return 0
+
+
+def time_rounds(args, tmp: Path, rows: list) -> list[dict]:
+    """``args.rounds`` alternated rounds of every contender; appends a row per run, returns samples/s per round."""
+    per_round = []
+    for r in range(args.rounds):
+        order = args.contenders if r % 2 == 0 else list(reversed(args.contenders))
+        got = {}
+        for name in order:
+            load0 = os.getloadavg()[0]
+            sps = run_contender(name, args.experiment, args.steps, args.warmup, tmp / f"r{r}")
+            got[name] = sps
+            rows.append({"round": r, "contender": name, "samples_per_s": round(sps, 3),
+                         "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)})
+            print(f"round {r} {name:12s} {sps:6.2f} samples/s (load {load0:.2f})", flush=True)
+        per_round.append(got)
+    return per_round
+
+
+def report(args, rows: list, per_round: list[dict]) -> None:
+    """Write ``args.out``.csv/.md: median samples/s per contender and the median per-round ratio to the first."""
+    from benchmarks.diffuir_speed import cpu_model
+
     base = args.contenders[0]
     out = Path(args.out)
     write_rows(out.with_suffix(".csv"), rows)
@@ -116,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {statistics.median(v):.2f} | {min(v):.2f}–{max(v):.2f} | {ratio:.2f}× |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":

@@ -164,10 +164,11 @@ def test_gpu_sh_smoke_runs_both_benchmarks_on_cpu(tmp_path):
     assert "| DiffUIR-T (width 8, random) | 0 | 96×128 |" in (tmp_path / "photo_speed_gpu.md").read_text()
 
 
-@pytest.mark.slow  # ~1.5 min of CPU: two short training runs and an export (make test-full)
+@pytest.mark.slow  # ~2 min of CPU: three short training runs and an export (make test-full)
 def test_gpu_finetune_sh_trains_and_exports_on_cpu(tmp_path):
-    """benchmarks/gpu_finetune.sh (the shipped weights' GPU stage) end to end on the CPU: the smoke run sizes the run
-    from its it/s, the run starts from the shipped weights, and the export loads as a DiffUIR-T."""
+    """benchmarks/gpu_finetune.sh (the shipped weights' GPU stage) end to end on the CPU: PRECISION=auto's two smoke
+    runs (fp32, bf16-mixed) pick one and size the run from its it/s, the run starts from the shipped weights, and the
+    export loads as a DiffUIR-T."""
     from benchmarks.photo_speed import synthesise_photo
     from src.utils.checkpoints import load_restoration_model
 
@@ -176,11 +177,12 @@ def test_gpu_finetune_sh_trains_and_exports_on_cpu(tmp_path):
     for i in range(3):
         synthesise_photo(96 + 16 * i, 128, photos / f"p{i}.jpg")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PY": sys.executable, "TRAINER": "cpu", "SMOKE_STEPS": "40",
-           "TRAIN_S": "5", "DATA_ROOT": str(photos), "LOG_DIR": str(tmp_path / "logs")}
+           "TRAIN_S": "5", "DATA_ROOT": str(photos), "LOG_DIR": str(tmp_path / "logs"), "PRECISION": "auto"}
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_finetune.sh"), str(tmp_path / "out")], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "it/s ->" in done.stdout and "wrote" in done.stdout
+    assert "smoke runs: fp32" in done.stdout and "bf16-mixed + channels-last" in done.stdout  # PRECISION=auto
     model = load_restoration_model(tmp_path / "out" / "diffuir_t_photos")
     assert model.net.stem.out_channels == 32
     import yaml
