@@ -30,6 +30,7 @@ one cache folder and runs each command once untimed first, as a user's second ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import math
 import os
@@ -43,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import worktree
 from src.utils.csv_cells import write_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +53,7 @@ SHIPPED = ROOT / "src" / "pretrained" / "diffuir_t_photos"
 PHOTO_SHAPES = {1: (816, 1224), 4: (1632, 2448), 12: (3000, 4000)}  # megapixels → (rows, columns)
 GOAL_12MP_S, GOAL_PEAK_GB = 90.0, 4.0  # issue 18: shipped DiffUIR-T, 12 MP on 2 cores
 COLUMNS = ("run", "cpu", "device", "threads", "model", "weights", "round", "mp", "height", "width", "precision_flag",
-           "cache",
+           "cache", "code",
            "engine_line", "tile", "overlap", "tile_batch", "tiles", "tile_shape", "wall_s", "s_per_mp", "restore_s",
            "load_s", "gmacs", "overlap_share", "gmac_per_s", "peak_rss_gb", "load_before", "load_after")
 
@@ -109,14 +111,16 @@ def tile_plan(height: int, width: int, multiple: int, tile: int, overlap: int) -
 
 
 def run_child(args: list[str], threads: int, timeout: float | None = None,
-              cache: str | Path = "off") -> tuple[float, float, str, int]:
+              cache: str | Path = "off", tree: Path = ROOT) -> tuple[float, float, str, int]:
     """(wall s, peak RSS GB, stdout + stderr, exit code) of ``python -m src.restore ARGS`` in a child process with
-    the engine cache folder ``cache`` (``off``: none)."""
+    the engine cache folder ``cache`` (``off``: none), run from the checkout ``tree`` (``--before``: a worktree)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1",
            "PYTHONUNBUFFERED": "1", "UIR_CACHE_DIR": str(cache)}
+    if tree != ROOT:  # that checkout's src, not the one installed in editable mode
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "src.restore", *args], cwd=ROOT, env=env, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "src.restore", *args], cwd=tree, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         deadline = None if timeout is None else start + timeout
         while True:
@@ -136,27 +140,30 @@ def run_child(args: list[str], threads: int, timeout: float | None = None,
 
 def measure(model: str, ckpt: Path, mp: int, shape: tuple[int, int], workdir: Path, threads: int, device: str,
             precision: str, tile: int, overlap: int, tile_batch: int, macs_px: float, multiple: int,
-            timeout: float | None = None, log=print, cache: str = "cold", warmed: set | None = None) -> dict:
+            timeout: float | None = None, log=print, cache: str = "cold", warmed: set | None = None,
+            code: str = "now", tree: Path = ROOT) -> dict:
     """One timed ``src.restore`` run on a synthesised photo of ``shape``; ``cache`` ``warm``: with the engine cache
     ``workdir/cache``, filled by an untimed run of the same command first (once per command: ``warmed`` remembers),
-    ``cold``: with the cache off."""
+    ``cold``: with the cache off. ``code``: the name of the checkout ``tree`` that runs it (``now`` or
+    ``before@COMMIT``)."""
     height, width = shape
     photo = synthesise_photo(height, width, workdir / f"photo_{height}x{width}.jpg")
     out = workdir / f"restored_{model}_{precision}"
     args = [str(photo), "--ckpt", str(ckpt), "--out", str(out), "--overwrite", "--threads", str(threads),
             "--device", device, "--precision", precision, "--tile", str(tile), "--tile-overlap", str(overlap),
             *(["--tile-batch", str(tile_batch)] if tile_batch else []), "--no-progress"]
-    folder = workdir / "cache" if cache == "warm" else "off"
-    if cache == "warm" and (warmed is None or tuple(args) not in warmed):
-        _, _, text, code = run_child(args, threads, timeout, folder)
+    folder = workdir / f"cache_{code}" if cache == "warm" else "off"
+    if cache == "warm" and (warmed is None or (code, *args) not in warmed):
+        _, _, text, status = run_child(args, threads, timeout, folder, tree)
         if warmed is not None:
-            warmed.add(tuple(args))
-        if code != 0:
-            raise RuntimeError(f"src.restore exited {code} on {photo.name} (warming the cache):\n{text[-2000:]}")
+            warmed.add((code, *args))
+        if status != 0:
+            raise RuntimeError(f"src.restore ({code}) exited {status} on {photo.name} (warming the cache):\n"
+                               f"{text[-2000:]}")
     load_before = os.getloadavg()[0]
-    wall, peak, text, code = run_child(args, threads, timeout, folder)
-    if code != 0:
-        raise RuntimeError(f"src.restore exited {code} on {photo.name}:\n{text[-2000:]}")
+    wall, peak, text, status = run_child(args, threads, timeout, folder, tree)
+    if status != 0:
+        raise RuntimeError(f"src.restore ({code}) exited {status} on {photo.name}:\n{text[-2000:]}")
     restored = re.search(r"failed \d+ in ([\d.]+) s.*model loaded in ([\d.]+) s", text)
     restore_s, load_s = (float(restored.group(1)), float(restored.group(2))) if restored else (math.nan, math.nan)
     tiles, (th, tw) = tile_plan(height, width, multiple, tile, overlap)
@@ -164,6 +171,7 @@ def measure(model: str, ckpt: Path, mp: int, shape: tuple[int, int], workdir: Pa
     gmacs = tiles * th * tw * macs_px * steps / 1e9
     useful = math.ceil(height / multiple) * multiple * math.ceil(width / multiple) * multiple * macs_px * steps / 1e9
     row = {"model": model, "mp": mp, "height": height, "width": width, "precision_flag": precision, "cache": cache,
+           "code": code,
            "engine_line": text.splitlines()[0] if text else "", "tile": tile, "overlap": overlap,
            "tile_batch": tile_batch or "engine's", "tiles": tiles, "tile_shape": f"{th}x{tw}", "wall_s": round(wall, 2),
            "s_per_mp": round(wall / (height * width / 1e6), 2), "restore_s": restore_s, "load_s": load_s,
@@ -171,7 +179,7 @@ def measure(model: str, ckpt: Path, mp: int, shape: tuple[int, int], workdir: Pa
            "gmac_per_s": round(gmacs / restore_s, 3) if restore_s == restore_s and restore_s > 0 else "",
            "peak_rss_gb": round(peak, 2), "load_before": round(load_before, 2),
            "load_after": round(os.getloadavg()[0], 2)}
-    log(f"  {model} {mp} MP ({height}×{width}), --precision {precision}, cache {cache}: {wall:.1f} s wall "
+    log(f"  {model} {mp} MP ({height}×{width}), --precision {precision}, cache {cache}, code {code}: {wall:.1f} s wall "
         f"({row['s_per_mp']} s/MP), restore {restore_s} s, {row['gmac_per_s']} GMAC/s, peak {peak:.2f} GB; "
         f"{row['engine_line']}")
     return row
@@ -230,19 +238,20 @@ def to_markdown(rows: list[dict], facts: dict) -> str:
              f"{GOAL_PEAK_GB:g} GB.")
     lines = [f"# Whole photos through `python -m src.restore` (`python -m benchmarks.photo_speed`, run "
              f"{facts['run']})", "", intro, "",
-             "| model | MP | size | --precision | cache | engine | tiles | wall s | s / MP | restore s | model load s "
-             "| GMAC | overlap | GMAC/s | peak GB | load |",
-             "|---|---:|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| model | MP | size | --precision | cache | code | engine | tiles | wall s | s / MP | restore s "
+             "| model load s | GMAC | overlap | GMAC/s | peak GB | load |",
+             "|---|---:|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         engine = r["engine_line"].removeprefix("engine: ").split(" (")[0]
         lines.append(f"| {r['model']} | {r['mp']} | {r['height']}×{r['width']} | {r['precision_flag']} "
-                     f"| {r.get('cache', 'cold')} | {engine} | {r['tiles']} × {r['tile_shape']} | {r['wall_s']} "
+                     f"| {r.get('cache', 'cold')} | {r.get('code', 'now')} | {engine} "
+                     f"| {r['tiles']} × {r['tile_shape']} | {r['wall_s']} "
                      f"| {r['s_per_mp']} | {r['restore_s']} | {r['load_s']} "
                      f"| {r['gmacs']} | {r['overlap_share']:.0%} | {r['gmac_per_s']} | {r['peak_rss_gb']} "
                      f"| {r['load_before']} → {r['load_after']} |")
     notes = sorted({r["engine_line"] for r in rows})
-    return "\n".join(lines + cache_summary(rows) + ["", "First output lines of `src.restore`:",
-                                                    *(f"- `{n}`" for n in notes)]) + "\n"
+    return "\n".join(lines + cache_summary(rows) + before_summary(rows) + [
+        "", "First output lines of `src.restore`:", *(f"- `{n}`" for n in notes)]) + "\n"
 
 
 def cache_summary(rows: list[dict]) -> list[str]:
@@ -252,22 +261,50 @@ def cache_summary(rows: list[dict]) -> list[str]:
 
     groups: dict[tuple, dict[str, dict[int, float]]] = {}
     for r in rows:
-        groups.setdefault((r["model"], r["mp"], r["precision_flag"]), {}).setdefault(r.get("cache", "cold"), {})[
-            r.get("round", 0)] = r["wall_s"]
+        groups.setdefault((r["model"], r["mp"], r["precision_flag"], r.get("code", "now")), {}).setdefault(
+            r.get("cache", "cold"), {})[r.get("round", 0)] = r["wall_s"]
     out = []
-    for (model, mp, precision), by in groups.items():
+    for (model, mp, precision, code), by in groups.items():
         cold, warm = by.get("cold", {}), by.get("warm", {})
         both = sorted(set(cold) & set(warm))
         if not both:
             continue
         ratios = [cold[i] / warm[i] for i in both]
         c, w = list(cold.values()), list(warm.values())
-        out.append(f"- {model}, {mp} MP, --precision {precision}: wall cold {statistics.median(c):.1f} s "
+        out.append(f"- {model}, {mp} MP, --precision {precision}, code {code}: wall cold {statistics.median(c):.1f} s "
                    f"[{min(c):.1f}–{max(c):.1f}], warm {statistics.median(w):.1f} s "
                    f"[{min(w):.1f}–{max(w):.1f}]: warm is {statistics.median(ratios):.2f}× "
                    f"faster (median of {len(both)} alternated rounds' ratios, {min(ratios):.2f}–{max(ratios):.2f})")
     return (["", "Engine cache (cold: `UIR_CACHE_DIR=off`, a first run; warm: a second run of the same command):",
              *out] if out else [])
+
+
+def before_summary(rows: list[dict]) -> list[str]:
+    """Lines comparing today's code with ``--before``'s, round by round (median and range of wall and restore
+    time, median of the per-round ratios); none without both."""
+    import statistics
+
+    groups: dict[tuple, dict[str, dict[int, dict]]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["mp"], r["precision_flag"], r.get("cache", "cold")), {}).setdefault(
+            r.get("code", "now"), {})[r.get("round", 0)] = r
+    out = []
+    for (model, mp, precision, cache), by in groups.items():
+        before = next((k for k in by if k != "now"), None)
+        if before is None or "now" not in by:
+            continue
+        both = sorted(set(by["now"]) & set(by[before]))
+        parts = []
+        for key, what in (("wall_s", "wall"), ("restore_s", "restore")):
+            old, new = [by[before][i][key] for i in both], [by["now"][i][key] for i in both]
+            ratios = [a / b for a, b in zip(old, new)]
+            parts.append(f"{what} {statistics.median(old):.1f} s [{min(old):.1f}–{max(old):.1f}] → "
+                         f"{statistics.median(new):.1f} s [{min(new):.1f}–{max(new):.1f}], "
+                         f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})")
+        out.append(f"- {model}, {mp} MP, --precision {precision}, cache {cache}: " + "; ".join(parts)
+                   + f" (median of {len(both)} alternated rounds' ratios)")
+    return ["", "Today's code against `--before` (the same command from a worktree of that commit):", *out] \
+        if out else []
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -293,7 +330,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="engine cache of the children: cold (off: a first run) and/or warm (a second run); "
                              "both: alternated --rounds")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="alternated rounds of --batching, and of --cache cold warm")
+                        help="alternated rounds of --batching, of --cache cold warm and of --before")
+    parser.add_argument("--before", metavar="COMMIT", default=None,
+                        help="also run every command with the suite as it was at COMMIT (a git worktree), "
+                             "alternated with today's code (order alternated too)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="OUT.csv and OUT.md are written (replaced)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -311,8 +351,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
              "threads": args.threads}
     rows: list[dict] = []
     warmed: set = set()
-    with tempfile.TemporaryDirectory(prefix="photo_speed_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="photo_speed_") as tmp, contextlib.ExitStack() as cleanup:
         workdir = Path(tmp)
+        trees = {"now": ROOT}
+        if args.before:
+            trees[f"before@{args.before[:7]}"] = worktree.checkout(args.before, workdir / "before")
+            cleanup.callback(worktree.remove, workdir / "before")
         shapes = {0: (96, 128)} if args.smoke else {mp: PHOTO_SHAPES[mp] for mp in args.mp}
         sizes = ["T"] if args.smoke else args.sizes
         for size in sizes:
@@ -323,14 +367,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
             else:
                 ckpt, name = random_weights(size, workdir / f"diffuir_{size}"), f"DiffUIR-{size} (random)"
             macs_px, multiple = macs_per_pixel(ckpt)
-            rounds = args.rounds if len(args.cache) > 1 else 1
+            rounds = args.rounds if len(args.cache) > 1 or trees.keys() - {"now"} else 1
+            variants = [(cache, code) for cache in args.cache for code in trees]
             for mp, shape in shapes.items():
                 for precision in args.precision:
                     for r in range(rounds):
-                        for cache in (args.cache if r % 2 == 0 else args.cache[::-1]):  # order alternated too
+                        for cache, code in (variants if r % 2 == 0 else variants[::-1]):  # order alternated too
                             row = measure(name, ckpt, mp, shape, workdir, args.threads, args.device, precision,
                                           tile if not args.smoke else 64, overlap if not args.smoke else 16,
-                                          tile_batch, macs_px, multiple, args.timeout, cache=cache, warmed=warmed)
+                                          tile_batch, macs_px, multiple, args.timeout, cache=cache, warmed=warmed,
+                                          code=code, tree=trees[code])
                             rows.append({**facts, "weights": "shipped" if ckpt == SHIPPED else "random",
                                          "round": r, **row})
                             write_rows(args.out.with_suffix(".csv"), rows, COLUMNS)  # after every row: partial runs

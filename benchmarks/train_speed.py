@@ -38,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import worktree
 from src.utils.csv_cells import write_rows
 
 CONTENDERS = {
@@ -58,12 +59,7 @@ def add_before(commit: str, tmp: Path, batch: int) -> str:
     ``tmp``), training ``--experiment`` with that commit's own recipe (no overrides); its global batch is ``batch``
     (the demo's was 8 per step before and is 8 now). A copy of :mod:`benchmarks.step_timer` goes on its path."""
     repo = Path(__file__).resolve().parents[1]
-    tree = tmp / "before"
-    done = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), commit],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"--before {commit}: git worktree add failed ({done.stderr.strip()[-300:]}); a shallow "
-                         "clone lacks old commits: git fetch --unshallow")
+    tree = worktree.checkout(commit, tmp / "before")
     shim = tmp / "shim"
     shim.mkdir()
     shutil.copy(repo / "benchmarks" / "step_timer.py", shim / "uir_step_timer.py")
@@ -74,10 +70,7 @@ def add_before(commit: str, tmp: Path, batch: int) -> str:
 
 
 def remove_before(tmp: Path) -> None:
-    repo = Path(__file__).resolve().parents[1]
-    if (tmp / "before").exists():
-        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tmp / "before")],
-                       capture_output=True)
+    worktree.remove(tmp / "before")
 
 
 def run_contender(name: str, experiment: str, steps: int, warmup: int, workdir: Path) -> float:

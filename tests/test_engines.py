@@ -41,10 +41,10 @@ def test_fold_weight_standardization_is_exact_and_leaves_the_network_alone():
     assert net.downs[0].res1.block1.conv.weight.grad is not None
 
 
-@pytest.mark.parametrize("size", ["T", "S"])
-def test_inference_forms_compute_the_trained_blocks(size):
-    """GroupNorm from moments, linear attention on tokens, upsampling as a transposed convolution
-    (src/diffuir/inference_forms.py): same output."""
+@pytest.mark.parametrize("size,shift_free", [("T", True), ("S", True), ("T", False)])
+def test_inference_forms_compute_the_trained_blocks(size, shift_free, monkeypatch):
+    """GroupNorm from moments, linear attention on tokens (the shift-free exp form where |q|, |k| are bounded, else
+    softmax nodes), upsampling as a transposed convolution (src/diffuir/inference_forms.py): same output."""
     from src.diffuir.attention import LinearAttention
     from src.diffuir.blocks import Upsample
     from src.diffuir.inference_forms import (
@@ -60,9 +60,12 @@ def test_inference_forms_compute_the_trained_blocks(size):
         for p in net.parameters():
             p.add_(0.1 * torch.randn_like(p))
     folded = engines.fold_weight_standardization(net)
+    if not shift_free:
+        monkeypatch.setattr(LinearAttentionTokens, "EXP_BOUND", 0.0)
     forms = to_inference_forms(engines.fold_weight_standardization(net))
     assert sum(isinstance(m, GroupNormStats) for m in forms.modules()) == 38
-    assert sum(isinstance(m, LinearAttentionTokens) for m in forms.modules()) == 8
+    attention = [m for m in forms.modules() if isinstance(m, LinearAttentionTokens)]
+    assert len(attention) == 8 and all(m.shift_free == shift_free for m in attention)
     assert sum(isinstance(m, UpsampleTransposed) for m in forms.modules()) == 3
     assert not any(isinstance(m, (torch.nn.GroupNorm, LinearAttention, Upsample)) for m in forms.modules())
     x, t = torch.rand(2, 6, 48, 80) * 2 - 1, torch.tensor([999.0, 3.0])  # batch 2, non-square

@@ -145,6 +145,25 @@ def test_photo_speed_smoke_times_a_child_restore(tmp_path):
     assert (tmp_path / "p.csv").read_text().startswith("run,cpu,device")
 
 
+def test_before_summary_pairs_each_round_of_the_same_command():
+    """--before: today's code against a worktree's, ratio per alternated round of one command (never across
+    commands or runs), median and range of the wall and restore times."""
+    from benchmarks.photo_speed import before_summary
+
+    def row(code, r, wall, restore, mp=12):
+        return {"model": "DiffUIR-T (shipped)", "mp": mp, "precision_flag": "auto", "cache": "cold", "code": code,
+                "round": r, "wall_s": wall, "restore_s": restore}
+
+    rows = [row("before@abc1234", 0, 180.0, 160.0), row("now", 0, 120.0, 100.0),
+            row("now", 1, 118.0, 99.0), row("before@abc1234", 1, 170.0, 150.0),
+            row("now", 0, 30.0, 20.0, mp=1)]  # no before row for 1 MP: no line
+    lines = before_summary(rows)
+    assert len(lines) == 3 and "12 MP" in lines[2] and "1 MP" not in "".join(lines)
+    assert "wall 175.0 s [170.0–180.0] → 119.0 s [118.0–120.0], 1.47× (1.44–1.50)" in lines[2]
+    assert "restore 155.0 s [150.0–160.0] → 99.5 s [99.0–100.0], 1.56× (1.52–1.60)" in lines[2]
+    assert before_summary([row("now", 0, 1.0, 1.0)]) == []
+
+
 def test_synthesised_photos_have_the_asked_size_and_detail(tmp_path):
     from benchmarks.photo_speed import synthesise_photo
 
