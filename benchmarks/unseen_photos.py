@@ -111,13 +111,14 @@ def baseline_markdown(table: list[dict]) -> str:
 
 
 def evaluate(ckpt: str, out_dir: Path, size: int = 256, seed: int = 0, tasks: list[str] | None = None,
-             steps: int | None = None, sigmas=SIGMAS, photos: list[str] | None = None) -> list[dict]:
+             steps: int | None = None, sigmas=SIGMAS, photos: list[str] | None = None,
+             ensemble: int = 1) -> list[dict]:
     from src.inference import Restorer
     from src.utils.checkpoints import load_restoration_model
 
     model = load_restoration_model(ckpt)
     tasks = tasks or trained_tasks(model)
-    restorer = Restorer(model, steps=steps, seed=seed, tile=0)
+    restorer = Restorer(model, steps=steps, seed=seed, tile=0, ensemble=ensemble)
     rows = []
     out_dir.mkdir(parents=True, exist_ok=True)
     photos = list(photos or PHOTOS)
@@ -160,7 +161,8 @@ def evaluate(ckpt: str, out_dir: Path, size: int = 256, seed: int = 0, tasks: li
     notes = all_skipped_notes(tasks)
     (out_dir / "unseen_photos.md").write_text(
         f"# Unseen photos: {ckpt}\n\nPSNR/SSIM on Y, {size}² centre crops of {len(photos)} photos "
-        f"({', '.join(photos)}), seed {seed}; noise σ known to the baselines\n\n"
+        f"({', '.join(photos)}), seed {seed}; noise σ known to the baselines"
+        + (f"; the model with ×{ensemble} self-ensemble" if ensemble > 1 else "") + "\n\n"
         + to_markdown(summary) + "\n## Every baseline\n\n" + baseline_markdown(baseline_table(rows))
         + "".join(f"\n{n}\n" for n in notes))
     return summary
@@ -177,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigmas", nargs="+", type=float, default=list(SIGMAS),
                         help="noise levels, one row each (default 15 25 50)")
     parser.add_argument("--photos", nargs="+", default=list(PHOTOS), help=f"subset of {list(PHOTOS)} (default: all)")
+    parser.add_argument("--self-ensemble", type=int, default=1, choices=[1, 2, 4, 8],
+                        help="the model's restorations averaged over this many flips and quarter turns")
     args = parser.parse_args(argv)
     if args.size < 16:
         parser.error(f"--size {args.size}: must be at least 16 pixels")
@@ -198,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Unseen photos ({', '.join(args.photos)}), restored by {ckpt}:")
     for note in all_skipped_notes(args.tasks or TASKS):
         print(note)
-    summary = evaluate(str(ckpt), out, args.size, args.seed, args.tasks, args.steps, args.sigmas, args.photos)
+    summary = evaluate(str(ckpt), out, args.size, args.seed, args.tasks, args.steps, args.sigmas, args.photos,
+                       args.self_ensemble)
     print("\n" + to_markdown(summary))
     gains = {r["task"]: r["psnr_out"] - r["psnr_in"] for r in summary}
     print("PSNR-Y gain: " + ", ".join(f"{t} {g:+.2f} dB" for t, g in gains.items()))

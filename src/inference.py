@@ -126,7 +126,8 @@ def use_engine(model, name: str = "auto", device: torch.device | str | None = No
 
 
 def check_settings(steps: int | None = None, seed: int = 0, tile: int = 0, overlap: int = 0, tile_batch: int = 1,
-                   jpeg_quality: int = 95, max_pixels: int = 0, threads: int | None = None) -> list[str]:
+                   jpeg_quality: int = 95, max_pixels: int = 0, threads: int | None = None,
+                   ensemble: int = 1) -> list[str]:
     """What is wrong with these restoration settings (flag names as on the command line); [] if nothing.
 
     Checked before any model is loaded: values that make no sense are refused, never silently replaced.
@@ -151,7 +152,22 @@ def check_settings(steps: int | None = None, seed: int = 0, tile: int = 0, overl
         problems.append(f"--max-pixels {max_pixels}: must be 0 (no limit) or a positive pixel count")
     if threads is not None and threads < 1:
         problems.append(f"--threads {threads}: must be at least 1")
+    if ensemble not in ENSEMBLES:
+        problems.append(f"--self-ensemble {ensemble}: must be one of {', '.join(map(str, ENSEMBLES))} (1: off)")
     return problems
+
+
+ENSEMBLES = (1, 2, 4, 8)  # --self-ensemble: how many of the eight flips and quarter turns (DIHEDRAL) are averaged
+
+
+def dihedral(rgb: np.ndarray, k: int, inverse: bool = False) -> np.ndarray:
+    """Transform ``k`` of the eight flips and quarter turns of an H×W×C image (k % 4 quarter turns, then a
+    left-right flip for k ≥ 4), or its inverse; k = 0 is the identity."""
+    if inverse:
+        rgb = rgb[:, ::-1] if k >= 4 else rgb
+        return np.ascontiguousarray(np.rot90(rgb, -(k % 4), axes=(0, 1)))
+    out = np.rot90(rgb, k % 4, axes=(0, 1))
+    return np.ascontiguousarray(out[:, ::-1] if k >= 4 else out)
 
 
 class Cancelled(Exception):
@@ -165,7 +181,9 @@ class Restorer:
     pixels (:meth:`plan`: every tile of an image has one shape, fitted so that neighbours overlap by ``overlap``
     plus at most the size multiple; ``fit_tiles=False``: the ``tile``-sided tiles of earlier versions);
     ``tile_batch`` tiles per model call (None: the engine's ``batch``, e.g. one per OpenVINO stream, else 1); 0
-    restores every image in one pass. ``seed`` fixes the noise. Settings that make no sense (``steps`` < 1,
+    restores every image in one pass. ``seed`` fixes the noise. ``ensemble`` > 1: the mean of the restorations of
+    that many flips and quarter turns of the image (:func:`dihedral`; the "×8 self-ensemble" of EDSR and BasicSR),
+    ``ensemble`` times the work. Settings that make no sense (``steps`` < 1,
     negative ``tile`` / ``overlap``, ...) raise :class:`ValueError`. ``engine``, ``precision`` and
     ``engine_note``: what the model runs on, in which numerics and why (:func:`choose_engine`; ``engine_line`` is
     the one line ``src.restore`` prints first and the app shows). Used by ``src.restore``, the app and the
@@ -174,10 +192,11 @@ class Restorer:
 
     def __init__(self, model, device: torch.device | str = "cpu", precision: str = "32", steps: int | None = None,
                  seed: int = 0, tile: int = 512, overlap: int = 64, tile_batch: int | None = None,
-                 engine: str | None = None, engine_note: str = "", fit_tiles: bool = True):
+                 engine: str | None = None, engine_note: str = "", fit_tiles: bool = True, ensemble: int = 1):
         if not callable(getattr(model, "restore", None)):
             raise TypeError(f"{type(model).__name__} has no restore(lq, steps, generator) method")
-        problems = check_settings(steps=steps, seed=seed, tile=tile, overlap=overlap, tile_batch=tile_batch)
+        problems = check_settings(steps=steps, seed=seed, tile=tile, overlap=overlap, tile_batch=tile_batch,
+                                  ensemble=ensemble)
         if problems:
             raise ValueError("; ".join(problems))
         self.model, self.device = model, torch.device(device)
@@ -187,7 +206,7 @@ class Restorer:
         if self.tile and not 0 <= overlap < self.tile:
             raise ValueError(f"--tile-overlap must be in [0, {self.tile}) for tiles of {self.tile} pixels")
         self.overlap, self.tile_batch = int(overlap), None if tile_batch is None else max(1, int(tile_batch))
-        self.fit_tiles = fit_tiles
+        self.fit_tiles, self.ensemble = fit_tiles, int(ensemble)
         self.engine, self.engine_note = engine, engine_note
         self.takes_noise = takes_noise(model)
         self.reports_steps = "callback" in inspect.signature(model.restore).parameters
@@ -240,18 +259,38 @@ class Restorer:
         return out.float().clamp(0, 1).cpu()
 
     def num_tiles(self, height: int, width: int) -> int:
-        """How many model calls' worth of tiles an image of this size takes (1 if it is not tiled)."""
+        """How many tiles an image of this size takes (1 if it is not tiled), over every pass of the ensemble."""
+        return sum(self._tiles(*((width, height) if k % 2 else (height, width))) for k in range(self.ensemble))
+
+    def _tiles(self, height: int, width: int) -> int:
         return self.plan(height, width, self.multiple, self.tile, self.overlap, self.fit_tiles)[0]
 
     def restore(self, rgb: np.ndarray, progress=None, step_progress=None, should_stop=None) -> np.ndarray:
         """Restore one float32 H×W×3 image in [0, 1]; returns the same shape. ``progress(n)`` counts tiles;
         ``step_progress(done, total)`` counts sampling steps over the whole image (models whose ``restore`` takes a
-        ``callback``); ``should_stop()`` is checked after every step and tile and raises :class:`Cancelled`."""
+        ``callback``); ``should_stop()`` is checked after every step and tile and raises :class:`Cancelled`.
+        With ``ensemble`` > 1, the mean over the passes, each undone (:func:`dihedral`); progress spans them all."""
+        if self.ensemble == 1:
+            return self._restore_once(rgb, progress, step_progress, should_stop)
+        h, w = rgb.shape[:2]
+        calls = [math.ceil(self._tiles(*((w, h) if k % 2 else (h, w))) / self.batch()) for k in range(self.ensemble)]
+        total = np.zeros(rgb.shape[:2] + (3,), np.float64)
+        for k in range(self.ensemble):
+            def steps(done: int, of: int, k=k) -> None:  # one pass's (done, of) → the ensemble's
+                per_call = of // calls[k]
+                step_progress(sum(calls[:k]) * per_call + done, sum(calls) * per_call)
+
+            out = self._restore_once(dihedral(rgb, k), progress, steps if step_progress is not None else None,
+                                     should_stop)
+            total += dihedral(out, k, inverse=True)
+        return (total / self.ensemble).astype(np.float32)
+
+    def _restore_once(self, rgb: np.ndarray, progress=None, step_progress=None, should_stop=None) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)
         padded, (h, w) = pad_to_multiple(x, self.multiple)
         field = BlockNoise(self.seed, channels=padded.shape[0])
         ph, pw = padded.shape[-2:]
-        calls, call = math.ceil(self.num_tiles(h, w) / self.batch()), [0]
+        calls, call = math.ceil(self._tiles(h, w) / self.batch()), [0]
 
         def check() -> None:
             if should_stop is not None and should_stop():
@@ -302,7 +341,8 @@ class Restorer:
 
 def load_restorer(ckpt: str | Path, device: torch.device | str = "cpu", precision: str = "auto",
                   steps: int | None = None, seed: int = 0, tile: int = 512, overlap: int = 64,
-                  tile_batch: int | None = None, engine: str | None = None) -> tuple[torch.nn.Module, Restorer]:
+                  tile_batch: int | None = None, engine: str | None = None,
+                  ensemble: int = 1) -> tuple[torch.nn.Module, Restorer]:
     """(model, :class:`Restorer`) for a checkpoint or export folder, through the suite's one safe loader
     (:func:`src.utils.checkpoints.load_restoration_model`), the model on inference engine ``engine`` in
     ``precision`` (:func:`choose_engine`; on the CPU ``auto`` is the model's choice, DiffUIR's bf16 engine where
@@ -313,10 +353,11 @@ def load_restorer(ckpt: str | Path, device: torch.device | str = "cpu", precisio
     model = load_restoration_model(ckpt, map_location="cpu").to(device).eval()
     if engine is None:
         return model, Restorer(model, device, pick_precision(precision, device, model), steps, seed, tile, overlap,
-                               tile_batch)
+                               tile_batch, ensemble=ensemble)
     asked = precision if device.type == "cpu" and precision == "auto" else pick_precision(precision, device, model)
     name, used, note = choose_engine(model, engine, device, asked)
-    restorer = Restorer(model, device, used, steps, seed, tile, overlap, tile_batch, engine=name, engine_note=note)
+    restorer = Restorer(model, device, used, steps, seed, tile, overlap, tile_batch, engine=name, engine_note=note,
+                        ensemble=ensemble)
     return model, restorer
 
 

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--engine", default="auto", choices=["auto", *ENGINES],
                    help="DiffUIR inference engine (auto: the fastest exact one installed; see src/diffuir/engines.py)")
+    p.add_argument("--self-ensemble", type=int, default=1, metavar="N",
+                   help="average the restorations of N flips and quarter turns of each image (1, 2, 4 or 8; "
+                        "N times the time; the shipped weights gain 0.1-0.3 dB on noise at 8: README)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -109,7 +112,7 @@ def _say(message: str, bar=None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     problems = check_settings(args.steps, args.seed, args.tile, args.tile_overlap, args.tile_batch,
-                              args.jpeg_quality, args.max_pixels, args.threads)
+                              args.jpeg_quality, args.max_pixels, args.threads, args.self_ensemble)
     if problems:
         print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
         return EXIT_USAGE
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         model, restorer = load_restorer(args.ckpt, device, args.precision, args.steps, args.seed, args.tile,
-                                        args.tile_overlap, args.tile_batch, args.engine)
+                                        args.tile_overlap, args.tile_batch, args.engine, args.self_ensemble)
     except (FileNotFoundError, KeyError, TypeError, ValueError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
@@ -164,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     target = (getattr(model, "model_config", None) or {}).get("_target_", type(model).__name__)
     print(f"model: {type(model).__name__} ({target}, {parameter_count(model):,} parameters) from {args.ckpt}\n"
           f"device: {device}, precision: {precision}, steps: {args.steps or 'model default'}, seed: {args.seed}, "
-          f"tiles: {f'{restorer.tile} px, overlap {restorer.overlap}' if restorer.tile else 'off'}\n"
+          f"tiles: {f'{restorer.tile} px, overlap {restorer.overlap}' if restorer.tile else 'off'}"
+          f"{f', self-ensemble x{restorer.ensemble}' if restorer.ensemble > 1 else ''}\n"
           f"{len(plan.jobs)} image(s) -> {out_dir}", flush=True)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -232,6 +232,37 @@ def test_tiled_equals_untiled_for_a_pointwise_model():
         assert np.allclose(tiled, untiled, atol=1e-6)
 
 
+def test_dihedral_transforms_are_the_eight_distinct_ones_and_undo_exactly():
+    from src.inference import dihedral
+
+    img = RNG.random((5, 7, 3)).astype(np.float32)
+    outs = [dihedral(img, k) for k in range(8)]
+    assert [o.shape[:2] for o in outs] == [(5, 7), (7, 5)] * 4 and np.array_equal(outs[0], img)
+    assert len({o.tobytes() + bytes(o.shape) for o in outs}) == 8
+    assert all(np.array_equal(dihedral(o, k, inverse=True), img) for k, o in enumerate(outs))
+
+
+def test_self_ensemble_is_the_mean_of_the_undone_restorations_of_each_transform(model):
+    """--self-ensemble N: the mean over N flips/quarter turns of DiffUIR's restorations, each transformed back,
+    tiled or not; progress counts every pass's tiles and steps."""
+    from src.inference import dihedral
+
+    img = RNG.random((40, 56, 3)).astype(np.float32)
+    for tile in (0, 32):
+        single = Restorer(model, tile=tile, overlap=8, seed=5)
+        ref = np.mean([dihedral(single.restore(dihedral(img, k)), k, inverse=True) for k in range(4)], axis=0)
+        ens = Restorer(model, tile=tile, overlap=8, seed=5, ensemble=4)
+        tiles, steps = [], []
+        out = ens.restore(img, progress=tiles.append, step_progress=lambda d, t: steps.append((d, t)))
+        assert out.shape == img.shape and np.allclose(out, ref, atol=1e-6)
+        assert sum(tiles) == ens.num_tiles(40, 56) == sum(single.num_tiles(*dihedral(img, k).shape[:2])
+                                                         for k in range(4))
+        done, total = zip(*steps)
+        assert list(done) == sorted(done) and len(set(total)) == 1 and done[-1] == total[0] == len(steps)
+    assert not np.allclose(Restorer(model, tile=0, seed=5, ensemble=2).restore(img),
+                           Restorer(model, tile=0, seed=5).restore(img), atol=1e-4)
+
+
 def test_real_diffuir_tiles_are_its_tile_outputs_blended(model):
     """Tiled DiffUIR output = Σ (blend weight × DiffUIR on the tile with the tile's noise), exactly."""
     img = RNG.random((48, 80, 3)).astype(np.float32)
@@ -332,7 +363,8 @@ def test_nonsense_flags_are_usage_errors_before_the_model_loads(tmp_path, capsys
                            (["--jpeg-quality", "0"], "--jpeg-quality 0"),
                            (["--max-pixels", "-1"], "--max-pixels -1"),
                            (["--threads", "0"], "--threads 0"),
-                           (["--seed", "-1"], "--seed -1")):
+                           (["--seed", "-1"], "--seed -1"),
+                           (["--self-ensemble", "3"], "--self-ensemble 3: must be one of 1, 2, 4, 8")):
         rc = main([str(tmp_path / "a.png"), "--ckpt", str(missing), "--out", str(tmp_path / "out"), *flags,
                    "--no-progress"])
         err = capsys.readouterr().err
