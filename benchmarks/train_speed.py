@@ -14,7 +14,9 @@ over their time (process start, data set-up and checkpoint writing excluded). Co
 * ``ddp_2x1t_b16``: ``ddp_2x1t`` with 8 crops per process (16 per step): what larger kernels per call give in
   samples/s (a different recipe: fewer, larger steps);
 * ``ddp_2x1t_compile``: ``ddp_2x1t`` with the U-Net under ``torch.compile`` (``model.compile=true``; inductor's C++
-  kernels; its compilation falls in the warm-up steps, not in samples/s).
+  kernels; its compilation falls in the warm-up steps, not in samples/s);
+* ``ddp_2x1t_bf16``: ``ddp_2x1t`` under bf16 autocast (``trainer.precision=bf16-mixed``; fp32 weights and optimizer):
+  worth it only where the CPU multiplies bf16 natively (AMX or AVX512-BF16).
 
 ``--before COMMIT`` adds the suite as it was at COMMIT as the first contender (``before@COMMIT``: a detached git
 worktree training ``--experiment`` with that commit's own recipe), so the speed-up column reads after vs before in one
@@ -49,8 +51,11 @@ CONTENDERS = {
     "ddp_2x1t_b16": ["trainer=ddp_cpu", "num_threads=1", "data.batch_size=8", "trainer.accumulate_grad_batches=1"],
     "ddp_2x1t_compile": ["trainer=ddp_cpu", "num_threads=1", "data.batch_size=4", "trainer.accumulate_grad_batches=1",
                          "+model.compile=true"],
+    "ddp_2x1t_bf16": ["trainer=ddp_cpu", "num_threads=1", "data.batch_size=4", "trainer.accumulate_grad_batches=1",
+                      "trainer.precision=bf16-mixed"],
 }
-GLOBAL_BATCH = {"one_proc_2t": 8, "ddp_2x1t": 8, "ddp_2x1t_cl": 8, "ddp_2x1t_b16": 16, "ddp_2x1t_compile": 8}
+GLOBAL_BATCH = {"one_proc_2t": 8, "ddp_2x1t": 8, "ddp_2x1t_cl": 8, "ddp_2x1t_b16": 16, "ddp_2x1t_compile": 8,
+                "ddp_2x1t_bf16": 8}
 WHERE: dict[str, tuple] = {}  # contender -> (checkout, PYTHONPATH, StepTimer target): before@COMMIT only
 
 

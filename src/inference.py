@@ -157,7 +157,11 @@ def check_settings(steps: int | None = None, seed: int = 0, tile: int = 0, overl
     return problems
 
 
-ENSEMBLES = (1, 2, 4, 8)  # --self-ensemble: how many of the eight flips and quarter turns (DIHEDRAL) are averaged
+ENSEMBLES = (1, 2, 4, 8)  # --self-ensemble: how many of the eight flips and quarter turns are averaged
+# the order they are taken in (dihedral's k): 2 = the image and its mirror, which keep up as up (haze thins towards
+# the sky, rain falls down: the shipped weights lose 5.0 dB on haze and 4.7 dB on rain averaged over all eight); 4
+# adds the two upside-down ones; 8 the quarter turns
+ENSEMBLE_ORDER = (0, 4, 2, 6, 1, 5, 3, 7)
 
 
 def dihedral(rgb: np.ndarray, k: int, inverse: bool = False) -> np.ndarray:
@@ -260,7 +264,12 @@ class Restorer:
 
     def num_tiles(self, height: int, width: int) -> int:
         """How many tiles an image of this size takes (1 if it is not tiled), over every pass of the ensemble."""
-        return sum(self._tiles(*((width, height) if k % 2 else (height, width))) for k in range(self.ensemble))
+        return sum(self._tiles(*((width, height) if k % 2 else (height, width))) for k in self.transforms)
+
+    @property
+    def transforms(self) -> tuple[int, ...]:
+        """The :func:`dihedral` transforms of the ensemble's passes (``(0,)`` without one)."""
+        return ENSEMBLE_ORDER[:self.ensemble]
 
     def _tiles(self, height: int, width: int) -> int:
         return self.plan(height, width, self.multiple, self.tile, self.overlap, self.fit_tiles)[0]
@@ -273,12 +282,12 @@ class Restorer:
         if self.ensemble == 1:
             return self._restore_once(rgb, progress, step_progress, should_stop)
         h, w = rgb.shape[:2]
-        calls = [math.ceil(self._tiles(*((w, h) if k % 2 else (h, w))) / self.batch()) for k in range(self.ensemble)]
+        calls = [math.ceil(self._tiles(*((w, h) if k % 2 else (h, w))) / self.batch()) for k in self.transforms]
         total = np.zeros(rgb.shape[:2] + (3,), np.float64)
-        for k in range(self.ensemble):
-            def steps(done: int, of: int, k=k) -> None:  # one pass's (done, of) → the ensemble's
-                per_call = of // calls[k]
-                step_progress(sum(calls[:k]) * per_call + done, sum(calls) * per_call)
+        for i, k in enumerate(self.transforms):
+            def steps(done: int, of: int, i=i) -> None:  # one pass's (done, of) → the ensemble's
+                per_call = of // calls[i]
+                step_progress(sum(calls[:i]) * per_call + done, sum(calls) * per_call)
 
             out = self._restore_once(dihedral(rgb, k), progress, steps if step_progress is not None else None,
                                      should_stop)

@@ -245,18 +245,20 @@ def test_dihedral_transforms_are_the_eight_distinct_ones_and_undo_exactly():
 def test_self_ensemble_is_the_mean_of_the_undone_restorations_of_each_transform(model):
     """--self-ensemble N: the mean over N flips/quarter turns of DiffUIR's restorations, each transformed back,
     tiled or not; progress counts every pass's tiles and steps."""
-    from src.inference import dihedral
+    from src.inference import ENSEMBLE_ORDER, dihedral
 
+    assert sorted(ENSEMBLE_ORDER) == list(range(8)) and ENSEMBLE_ORDER[:2] == (0, 4)  # 2: the image and its mirror
     img = RNG.random((40, 56, 3)).astype(np.float32)
     for tile in (0, 32):
         single = Restorer(model, tile=tile, overlap=8, seed=5)
-        ref = np.mean([dihedral(single.restore(dihedral(img, k)), k, inverse=True) for k in range(4)], axis=0)
+        ref = np.mean([dihedral(single.restore(dihedral(img, k)), k, inverse=True) for k in ENSEMBLE_ORDER[:4]],
+                      axis=0)
         ens = Restorer(model, tile=tile, overlap=8, seed=5, ensemble=4)
         tiles, steps = [], []
-        out = ens.restore(img, progress=tiles.append, step_progress=lambda d, t: steps.append((d, t)))
+        out = ens.restore(img, progress=tiles.append, step_progress=lambda d, t, s=steps: s.append((d, t)))
         assert out.shape == img.shape and np.allclose(out, ref, atol=1e-6)
         assert sum(tiles) == ens.num_tiles(40, 56) == sum(single.num_tiles(*dihedral(img, k).shape[:2])
-                                                         for k in range(4))
+                                                         for k in ENSEMBLE_ORDER[:4])
         done, total = zip(*steps)
         assert list(done) == sorted(done) and len(set(total)) == 1 and done[-1] == total[0] == len(steps)
     assert not np.allclose(Restorer(model, tile=0, seed=5, ensemble=2).restore(img),
