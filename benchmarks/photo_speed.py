@@ -228,6 +228,38 @@ def engine_batching(ckpt: Path, tile_shape: tuple[int, int], threads: int, round
     return rows
 
 
+def overlap_agreement(ckpt: Path, overlaps: list[int], shape: tuple[int, int], tile: int, precision: str,
+                      threads: int, workdir: Path, log=print) -> list[dict]:
+    """What a tile overlap costs and changes: a synthesised photo of ``shape`` restored untiled and tiled with each
+    overlap (default engine, ``precision``, one seed), each tiled result's PSNR and largest difference against the
+    untiled one (tiles see their own GroupNorm and attention statistics, so they never match it exactly), the tiles
+    and the multiply-adds relative to the photo's pixels."""
+    from src.inference import load_restorer
+    from src.metrics.fidelity import psnr
+    from src.utils.images import read_image
+
+    photo = synthesise_photo(*shape, workdir / f"overlap_{shape[0]}x{shape[1]}.jpg")
+    img = np.asarray(read_image(photo).rgb, dtype=np.float32)
+    _, untiled = load_restorer(ckpt, "cpu", precision, tile=0, engine="auto")
+    ref = untiled.restore(img)
+    rows = []
+    for overlap in overlaps:
+        _, restorer = load_restorer(ckpt, "cpu", precision, tile=tile, overlap=overlap, engine="auto")
+        start = time.perf_counter()
+        out = restorer.restore(img)
+        seconds = time.perf_counter() - start
+        tiles, (th, tw) = restorer.plan(*shape, restorer.multiple, tile, overlap)
+        rows.append({"overlap": overlap, "tiles": tiles, "tile_shape": f"{th}x{tw}",
+                     "computed_per_pixel": round(tiles * th * tw / (shape[0] * shape[1]), 3),
+                     "seconds": round(seconds, 1), "psnr_vs_untiled": round(psnr(out, ref), 2),
+                     "max_diff_levels": round(float(np.abs(out - ref).max()) * 255, 1),
+                     "engine_line": restorer.engine_line})
+        log(f"  overlap {overlap}: {tiles} × {th}×{tw} tiles ({rows[-1]['computed_per_pixel']} pixels computed per "
+            f"pixel), {seconds:.1f} s, {rows[-1]['psnr_vs_untiled']} dB from untiled, max "
+            f"{rows[-1]['max_diff_levels']} levels")
+    return rows
+
+
 def to_markdown(rows: list[dict], facts: dict) -> str:
     intro = (f"CPU {facts['cpu']}, device {facts['device']}, {facts['threads']} threads. Each row: one child process "
              "`python -m src.restore photo.jpg` on a synthesised noisy JPEG (read, tile, sample 3 steps, blend, write; "
@@ -334,9 +366,32 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--before", metavar="COMMIT", default=None,
                         help="also run every command with the suite as it was at COMMIT (a git worktree), "
                              "alternated with today's code (order alternated too)")
+    parser.add_argument("--before-overlap", type=int, default=None, metavar="PIXELS",
+                        help="--before's tile overlap, where its default differed (64 before 2026-12-05)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="OUT.csv and OUT.md are written (replaced)")
+    parser.add_argument("--overlaps", nargs="+", type=int, default=None, metavar="PIXELS",
+                        help="instead: a 960×1440 photo untiled vs tiled with each overlap (shipped DiffUIR-T): "
+                             "agreement and time, written to OUT.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.overlaps:
+        with tempfile.TemporaryDirectory(prefix="photo_speed_") as tmp:
+            rows = overlap_agreement(SHIPPED, args.overlaps, (960, 1440), args.tile or 512, args.precision[0],
+                                     args.threads, Path(tmp))
+        from benchmarks.diffuir_speed import cpu_model
+
+        lines = [f"# Tile overlap: a 960×1440 photo untiled vs tiled (`python -m benchmarks.photo_speed --overlaps "
+                 f"{' '.join(map(str, args.overlaps))}`, run {dt.datetime.now():%Y-%m-%d %H:%M})", "",
+                 f"CPU {cpu_model()}, {args.threads} threads, shipped DiffUIR-T, `{rows[0]['engine_line']}`, tiles of "
+                 f"{args.tile or 512}. PSNR-Y and the largest difference (0–255 levels) of each tiled result against "
+                 "the untiled one.", "",
+                 "| overlap | tiles | pixels computed per pixel | seconds | PSNR vs untiled | max diff |",
+                 "|---:|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['overlap']} | {r['tiles']} × {r['tile_shape']} | {r['computed_per_pixel']} | {r['seconds']} "
+                  f"| {r['psnr_vs_untiled']} | {r['max_diff_levels']} |" for r in rows]
+        args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return rows
     if args.batching:
         return engine_batching(SHIPPED, tuple(args.batching), args.threads, args.rounds)
     from src.restore import build_parser
@@ -374,7 +429,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     for r in range(rounds):
                         for cache, code in (variants if r % 2 == 0 else variants[::-1]):  # order alternated too
                             row = measure(name, ckpt, mp, shape, workdir, args.threads, args.device, precision,
-                                          tile if not args.smoke else 64, overlap if not args.smoke else 16,
+                                          tile if not args.smoke else 64,
+                                          (overlap if code == "now" or args.before_overlap is None
+                                           else args.before_overlap) if not args.smoke else 16,
                                           tile_batch, macs_px, multiple, args.timeout, cache=cache, warmed=warmed,
                                           code=code, tree=trees[code])
                             rows.append({**facts, "weights": "shipped" if ckpt == SHIPPED else "random",

@@ -679,7 +679,7 @@ HELP = {
 
 
 def build_app(cache: ModelCache, work_dir: Path, max_pixels: int | None = None, tile_default: int = 512,
-              overlap_default: int = 64, queue: JobQueue | None = None):
+              overlap_default: int = 32, queue: JobQueue | None = None):
     """The Gradio Blocks of the app (not launched); jobs go through ``queue`` (a new :class:`JobQueue` if None)."""
     import gradio as gr
 
@@ -872,6 +872,7 @@ def build_app(cache: ModelCache, work_dir: Path, max_pixels: int | None = None, 
 
 # ---------------------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
+    from src.inference import DEFAULT_OVERLAP
     from src.utils.images import DEFAULT_MAX_PIXELS
 
     p = argparse.ArgumentParser(prog="python -m src.app",
@@ -885,7 +886,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", help="auto, 32, bf16 or 16")
     p.add_argument("--engine", default="auto", help="DiffUIR inference engine, as src.restore's --engine")
     p.add_argument("--tile", type=int, default=512, help="default tile size shown in the page")
-    p.add_argument("--tile-overlap", type=int, default=64, help="default tile overlap shown in the page")
+    p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help="default tile overlap shown in the page")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (0: no limit)")
     p.add_argument("--max-file-size", default="200mb", help="largest upload Gradio accepts")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

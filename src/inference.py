@@ -157,6 +157,10 @@ def check_settings(steps: int | None = None, seed: int = 0, tile: int = 0, overl
     return problems
 
 
+# pixels neighbouring tiles share (blended): 32 rather than 64 computes 12% fewer multiply-adds on a 12 MP photo, and
+# the tiled result stayed as close to the untiled one (50.7 against 48.5 dB PSNR on a 960×1440 photo, shipped weights)
+DEFAULT_OVERLAP = 32
+
 ENSEMBLES = (1, 2, 4, 8)  # --self-ensemble: how many of the eight flips and quarter turns are averaged
 # the order they are taken in (dihedral's k): 2 = the image and its mirror, which keep up as up (haze thins towards
 # the sky, rain falls down: the shipped weights lose 5.0 dB on haze and 4.7 dB on rain averaged over all eight); 4
@@ -195,7 +199,7 @@ class Restorer:
     """
 
     def __init__(self, model, device: torch.device | str = "cpu", precision: str = "32", steps: int | None = None,
-                 seed: int = 0, tile: int = 512, overlap: int = 64, tile_batch: int | None = None,
+                 seed: int = 0, tile: int = 512, overlap: int = DEFAULT_OVERLAP, tile_batch: int | None = None,
                  engine: str | None = None, engine_note: str = "", fit_tiles: bool = True, ensemble: int = 1):
         if not callable(getattr(model, "restore", None)):
             raise TypeError(f"{type(model).__name__} has no restore(lq, steps, generator) method")
@@ -349,7 +353,7 @@ class Restorer:
 
 
 def load_restorer(ckpt: str | Path, device: torch.device | str = "cpu", precision: str = "auto",
-                  steps: int | None = None, seed: int = 0, tile: int = 512, overlap: int = 64,
+                  steps: int | None = None, seed: int = 0, tile: int = 512, overlap: int = DEFAULT_OVERLAP,
                   tile_batch: int | None = None, engine: str | None = None,
                   ensemble: int = 1) -> tuple[torch.nn.Module, Restorer]:
     """(model, :class:`Restorer`) for a checkpoint or export folder, through the suite's one safe loader

@@ -41,6 +41,7 @@ import torch
 
 from src.diffuir.engines import ENGINES
 from src.inference import (
+    DEFAULT_OVERLAP,
     DEFAULT_WEIGHTS,
     PRECISIONS,
     Job,
@@ -77,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (same seed, same output)")
     p.add_argument("--tile", type=int, default=512,
                    help="images with a side above this are restored in tiles of this size (0: never tile)")
-    p.add_argument("--tile-overlap", type=int, default=64, help="overlap of neighbouring tiles, blended smoothly")
+    p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP,
+                   help="overlap of neighbouring tiles, blended smoothly")
     p.add_argument("--tile-batch", type=int, default=None,
                    help="tiles restored per model call (default: the engine's, one per OpenVINO stream, else 1)")
     p.add_argument("--overwrite", action="store_true", help="restore again images whose output exists")

@@ -164,6 +164,18 @@ def test_before_summary_pairs_each_round_of_the_same_command():
     assert before_summary([row("now", 0, 1.0, 1.0)]) == []
 
 
+def test_overlap_agreement_compares_each_overlap_with_the_untiled_restoration(tmp_path):
+    """--overlaps: tiled against untiled on one photo; more overlap computes more pixels, and a tiled result differs
+    from the untiled one (tiny random weights see every tile border: ~20 dB, not the shipped weights' 48-52 dB)."""
+    from benchmarks.photo_speed import overlap_agreement, random_weights
+
+    ckpt = random_weights("T", tmp_path / "tiny", dim=8)
+    rows = overlap_agreement(ckpt, [24, 8], (96, 160), 64, "32", 1, tmp_path, log=lambda *_: None)
+    assert [r["overlap"] for r in rows] == [24, 8]
+    assert rows[0]["computed_per_pixel"] > rows[1]["computed_per_pixel"] > 1
+    assert all(r["tiles"] > 1 and 10 < r["psnr_vs_untiled"] < 100 and r["max_diff_levels"] > 0 for r in rows)
+
+
 def test_synthesised_photos_have_the_asked_size_and_detail(tmp_path):
     from benchmarks.photo_speed import synthesise_photo
 
