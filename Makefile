@@ -12,13 +12,15 @@ setup: .venv/.installed  ## create .venv and install the suite with its dev tool
 	.venv/bin/pip install -q --upgrade pip
 	.venv/bin/pip install -q --no-compile "setuptools<81" torch==2.14.1 torchvision==0.29.1
 	.venv/bin/pip install -q --no-compile -e ".[dev]"
+	$(ENV) $(PY) -m src.utils.bytecode
 	touch $@
 
-.venv/.demo-installed: pyproject.toml  ## what the demo needs: the suite, its engines and the classical baselines (no test tools; no .pyc compiled ahead: Python compiles what it imports)
+.venv/.demo-installed: pyproject.toml  ## what the demo needs: the suite, its engines and the classical baselines (no test tools; bytecode compiled only for what the suite imports: src/utils/bytecode.py)
 	python3 -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
 	.venv/bin/pip install -q --no-compile "setuptools<81" torch==2.14.1 torchvision==0.29.1
 	.venv/bin/pip install -q --no-compile -e ".[fast,baselines]"
+	$(ENV) $(PY) -m src.utils.bytecode
 	touch $@
 
 demo: .venv/.demo-installed  ## the README's main job: train DiffUIR-T on the built-in data (CPU, 200 s training budget), per-task table with baselines, unseen photos
@@ -45,6 +47,7 @@ app: .venv/.app-installed  ## the web app on 127.0.0.1:7860 (installs Gradio int
 
 .venv/.app-installed: .venv/.installed pyproject.toml  ## the app's extra (gradio), once and after pyproject changes
 	.venv/bin/pip install -q -e ".[app]"
+	$(ENV) $(PY) -m src.utils.bytecode src.app gradio
 	touch $@
 
 .venv/.browser-installed: .venv/.installed pyproject.toml

@@ -15,14 +15,17 @@ MACs per pixel, counted by :func:`src.diffuir.complexity.forward_macs`, and the 
 achieved GMAC/s over the restore time; the peak resident memory; the engine and precision ``src.restore`` chose
 (its first output line). Writes ``OUT.csv`` and ``OUT.md`` (default ``experiments/bench/photo_speed``).
 
-``--cache``: ``cold`` (default) runs every child with the engine cache off (``UIR_CACHE_DIR=off``: a first run
-of these weights on a machine: ONNX export, precision check and compilation all paid); ``warm`` gives the children
-one cache folder and runs each command once untimed first, as a user's second run
-(:mod:`src.diffuir.engine_cache`). Both: the cold and the warm run of each row, alternated (order alternated too).
+``--cache``: ``cold`` (default) runs every child as a first run ever: the engine cache off (``UIR_CACHE_DIR=off``:
+ONNX export, precision check and compilation all paid) and no Python bytecode (every module compiled from source:
+``PYTHONPYCACHEPREFIX`` an empty folder, ``PYTHONDONTWRITEBYTECODE=1``); ``installed``: the engine cache off, the
+bytecode that ``make setup`` / ``make demo`` leave (``python -m src.utils.bytecode``, run here first), a user's first
+photo after installing; ``warm`` gives the children one engine cache folder and one bytecode folder and runs each
+command once untimed first, as a user's second run (:mod:`src.diffuir.engine_cache`). Several: each row in each
+state, alternated (order alternated too).
 
     python -m benchmarks.photo_speed                              # T and L at 1, 4, 12 MP, 2 threads, CPU
     python -m benchmarks.photo_speed --sizes T --mp 12 --precision 32 bf16 auto
-    python -m benchmarks.photo_speed --sizes T --mp 1 --cache cold warm --rounds 3   # what the engine cache saves
+    python -m benchmarks.photo_speed --sizes T --mp 1 --cache cold installed warm --rounds 3   # what caches save
     python -m benchmarks.photo_speed --device cuda                # what benchmarks/gpu.sh runs on a GPU
     python -m benchmarks.photo_speed --smoke                      # tiny end-to-end check (the tests run it)
 """
@@ -111,11 +114,19 @@ def tile_plan(height: int, width: int, multiple: int, tile: int, overlap: int) -
 
 
 def run_child(args: list[str], threads: int, timeout: float | None = None,
-              cache: str | Path = "off", tree: Path = ROOT) -> tuple[float, float, str, int]:
+              cache: str | Path = "off", tree: Path = ROOT, bytecode: Path | None = None,
+              write_bytecode: bool = True) -> tuple[float, float, str, int]:
     """(wall s, peak RSS GB, stdout + stderr, exit code) of ``python -m src.restore ARGS`` in a child process with
-    the engine cache folder ``cache`` (``off``: none), run from the checkout ``tree`` (``--before``: a worktree)."""
+    the engine cache folder ``cache`` (``off``: none), run from the checkout ``tree`` (``--before``: a worktree);
+    ``bytecode``: the child's ``PYTHONPYCACHEPREFIX``, read and written, or with ``write_bytecode`` False only read
+    (None: the environment's settings, and the bytecode installed beside the sources)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1",
            "PYTHONUNBUFFERED": "1", "UIR_CACHE_DIR": str(cache)}
+    if bytecode is not None:
+        env["PYTHONPYCACHEPREFIX"] = str(bytecode)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        if not write_bytecode:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
     if tree != ROOT:  # that checkout's src, not the one installed in editable mode
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
     start = time.perf_counter()
@@ -143,9 +154,10 @@ def measure(model: str, ckpt: Path, mp: int, shape: tuple[int, int], workdir: Pa
             timeout: float | None = None, log=print, cache: str = "cold", warmed: set | None = None,
             code: str = "now", tree: Path = ROOT) -> dict:
     """One timed ``src.restore`` run on a synthesised photo of ``shape``; ``cache`` ``warm``: with the engine cache
-    ``workdir/cache``, filled by an untimed run of the same command first (once per command: ``warmed`` remembers),
-    ``cold``: with the cache off. ``code``: the name of the checkout ``tree`` that runs it (``now`` or
-    ``before@COMMIT``)."""
+    ``workdir/cache`` and the bytecode folder ``workdir/pyc``, filled by an untimed run of the same command first
+    (once per command: ``warmed`` remembers); ``cold``: with the engine cache off and every module compiled from
+    source (an empty bytecode folder, nothing written); ``installed``: the engine cache off, the installed bytecode.
+    ``code``: the name of the checkout ``tree`` that runs it (``now`` or ``before@COMMIT``)."""
     height, width = shape
     photo = synthesise_photo(height, width, workdir / f"photo_{height}x{width}.jpg")
     out = workdir / f"restored_{model}_{precision}"
@@ -153,15 +165,17 @@ def measure(model: str, ckpt: Path, mp: int, shape: tuple[int, int], workdir: Pa
             "--device", device, "--precision", precision, "--tile", str(tile), "--tile-overlap", str(overlap),
             *(["--tile-batch", str(tile_batch)] if tile_batch else []), "--no-progress"]
     folder = workdir / f"cache_{code}" if cache == "warm" else "off"
+    # cold: an empty bytecode folder that stays empty (nothing compiled before, nothing written)
+    bytecode = {"installed": None, "cold": workdir / "pyc_none"}.get(cache, workdir / f"pyc_{code}")
     if cache == "warm" and (warmed is None or (code, *args) not in warmed):
-        _, _, text, status = run_child(args, threads, timeout, folder, tree)
+        _, _, text, status = run_child(args, threads, timeout, folder, tree, bytecode)
         if warmed is not None:
             warmed.add((code, *args))
         if status != 0:
             raise RuntimeError(f"src.restore ({code}) exited {status} on {photo.name} (warming the cache):\n"
                                f"{text[-2000:]}")
     load_before = os.getloadavg()[0]
-    wall, peak, text, status = run_child(args, threads, timeout, folder, tree)
+    wall, peak, text, status = run_child(args, threads, timeout, folder, tree, bytecode, cache != "cold")
     if status != 0:
         raise RuntimeError(f"src.restore ({code}) exited {status} on {photo.name}:\n{text[-2000:]}")
     restored = re.search(r"failed \d+ in ([\d.]+) s.*model loaded in ([\d.]+) s", text)
@@ -287,8 +301,8 @@ def to_markdown(rows: list[dict], facts: dict) -> str:
 
 
 def cache_summary(rows: list[dict]) -> list[str]:
-    """Lines comparing cold and warm runs of the same command, round by round (median, range, median of the
-    per-round ratios of wall time); none without both."""
+    """Lines comparing the ``--cache`` states of the same command, round by round (median and range of each, the
+    median of the per-round ratios of wall time cold / state); none without cold and another state."""
     import statistics
 
     groups: dict[tuple, dict[str, dict[int, float]]] = {}
@@ -297,17 +311,24 @@ def cache_summary(rows: list[dict]) -> list[str]:
             r.get("cache", "cold"), {})[r.get("round", 0)] = r["wall_s"]
     out = []
     for (model, mp, precision, code), by in groups.items():
-        cold, warm = by.get("cold", {}), by.get("warm", {})
-        both = sorted(set(cold) & set(warm))
-        if not both:
-            continue
-        ratios = [cold[i] / warm[i] for i in both]
-        c, w = list(cold.values()), list(warm.values())
-        out.append(f"- {model}, {mp} MP, --precision {precision}, code {code}: wall cold {statistics.median(c):.1f} s "
-                   f"[{min(c):.1f}–{max(c):.1f}], warm {statistics.median(w):.1f} s "
-                   f"[{min(w):.1f}–{max(w):.1f}]: warm is {statistics.median(ratios):.2f}× "
-                   f"faster (median of {len(both)} alternated rounds' ratios, {min(ratios):.2f}–{max(ratios):.2f})")
-    return (["", "Engine cache (cold: `UIR_CACHE_DIR=off`, a first run; warm: a second run of the same command):",
+        cold = by.get("cold", {})
+        parts = []
+        for state in ("installed", "warm"):
+            other = by.get(state, {})
+            both = sorted(set(cold) & set(other))
+            if not both:
+                continue
+            ratios = [cold[i] / other[i] for i in both]
+            c, w = list(cold.values()), list(other.values())
+            parts.append(f"{state} {statistics.median(w):.1f} s [{min(w):.1f}–{max(w):.1f}], "
+                         f"{statistics.median(ratios):.2f}× faster ({min(ratios):.2f}–{max(ratios):.2f}, "
+                         f"{len(both)} rounds)")
+        if parts:
+            out.append(f"- {model}, {mp} MP, --precision {precision}, code {code}: wall cold "
+                       f"{statistics.median(c):.1f} s [{min(c):.1f}–{max(c):.1f}]; " + "; ".join(parts)
+                       + " (median of the alternated rounds' ratios)")
+    return (["", "Caches (cold: a first run ever, engine cache off and every module compiled from source; installed: "
+             "the engine cache off, the bytecode `make setup` leaves; warm: a second run of the same command):",
              *out] if out else [])
 
 
@@ -358,9 +379,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batching", nargs=2, type=int, default=None, metavar=("ROWS", "COLUMNS"),
                         help="instead: the engine on one tile per thread of this shape, tile by tile vs parallel "
                              "streams (shipped DiffUIR-T, alternated --rounds)")
-    parser.add_argument("--cache", nargs="+", default=["cold"], choices=["cold", "warm"],
-                        help="engine cache of the children: cold (off: a first run) and/or warm (a second run); "
-                             "both: alternated --rounds")
+    parser.add_argument("--cache", nargs="+", default=["cold"], choices=["cold", "installed", "warm"],
+                        help="the children's engine cache and Python bytecode: cold (neither: a first run ever), "
+                             "installed (the bytecode make setup leaves) and/or warm (a second run); several: "
+                             "alternated --rounds")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternated rounds of --batching, of --cache cold warm and of --before")
     parser.add_argument("--before", metavar="COMMIT", default=None,
@@ -412,6 +434,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if args.before:
             trees[f"before@{args.before[:7]}"] = worktree.checkout(args.before, workdir / "before")
             cleanup.callback(worktree.remove, workdir / "before")
+        if "installed" in args.cache:  # the bytecode make setup / make demo leave
+            subprocess.run([sys.executable, "-m", "src.utils.bytecode"], cwd=ROOT, check=True)
         shapes = {0: (96, 128)} if args.smoke else {mp: PHOTO_SHAPES[mp] for mp in args.mp}
         sizes = ["T"] if args.smoke else args.sizes
         for size in sizes:

@@ -23,6 +23,13 @@ worktree training ``--experiment`` with that commit's own recipe), so the speed-
 alternated run. Issue 17's "today": ``--before 55941b7`` (the demo then: one process, two threads, 8 crops per step,
 degradations synthesised in the training process).
 
+``--breakdown`` instead times where one training process's step goes (issue 17 item 2: "measure first"): the
+experiment's data, model and optimizer built from its config as ``src.train`` builds them, its per-process batch
+and thread count, and per step the batch from the DataLoader (degradations synthesised in the process when
+``num_workers`` is 0), the forward and loss, the backward, gradient clipping, the optimizer and the EMA, each a
+median over ``--steps`` steps after ``--warmup``; then the operators that took most of the time under
+``torch.profiler`` → ``OUT_breakdown.md``. Lightning's own hooks, logging and DDP's gradient all-reduce are not in it.
+
 Rounds alternate the order (A B C, then C B A, ...); the speed-up is the median of the per-round ratios to the
 first contender. Every row records the CPU, threads and the 1-minute load average before and after.
 """
@@ -111,7 +118,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--before", metavar="COMMIT", help="also time the suite at COMMIT (its own recipe, in a git "
                    "worktree) as the first contender: the speed-up column is then after vs before")
     p.add_argument("--before-batch", type=int, default=8, help="the global batch of --before's recipe")
+    p.add_argument("--breakdown", action="store_true", help="time the parts of one process's step instead "
+                   "(data, forward, backward, clipping, optimizer, EMA) -> OUT_breakdown.md")
     args = p.parse_args(argv)
+    if args.breakdown:
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            rows, ops = step_breakdown(args.experiment, args.steps, args.warmup)
+        finally:  # the experiment's num_threads applied to this process only while it ran
+            torch.set_num_threads(threads)
+        write_breakdown(args, rows, ops)
+        return 0
     rows, per_round = [], []
     with tempfile.TemporaryDirectory(prefix="uir-train-speed-") as tmp:
         if args.before:
@@ -139,6 +158,92 @@ def time_rounds(args, tmp: Path, rows: list) -> list[dict]:
             print(f"round {r} {name:12s} {sps:6.2f} samples/s (load {load0:.2f})", flush=True)
         per_round.append(got)
     return per_round
+
+
+PARTS = ("data", "forward + loss", "backward", "gradient clipping", "optimizer", "EMA")
+
+
+def step_breakdown(experiment: str, steps: int, warmup: int, profiled: int = 5) -> tuple[list[dict], list[dict]]:
+    """Median seconds of each of :data:`PARTS` of one process's training step of ``experiment`` (its config built as
+    ``src.train`` builds it, its ``num_threads``), and the operators with the most self CPU time over ``profiled``
+    more steps."""
+    import lightning as L
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from torch.profiler import profile
+
+    from src.utils.instantiate import set_threads
+
+    root = Path(__file__).resolve().parents[1]
+    with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"])
+    set_threads(cfg.get("num_threads"))
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
+    datamodule.setup("fit")
+    optimizer = model.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    clip = cfg.trainer.get("gradient_clip_val")
+    batches = iter(datamodule.train_dataloader())
+    model.train()
+
+    def step(stamps: list | None) -> None:
+        t = [time.perf_counter()]
+        batch = next(batches)
+        t.append(time.perf_counter())
+        loss = model.diffusion.loss(model.net, batch["gt"] * 2 - 1, batch["lq"] * 2 - 1)
+        t.append(time.perf_counter())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        t.append(time.perf_counter())
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.net.parameters(), float(clip))
+        t.append(time.perf_counter())
+        optimizer.step()
+        t.append(time.perf_counter())
+        if model.ema is not None:
+            model.ema.update(model.net)
+        t.append(time.perf_counter())
+        if stamps is not None:
+            stamps.append([b - a for a, b in zip(t, t[1:])])
+
+    times: list[list[float]] = []
+    for i in range(warmup + steps):
+        step(times if i >= warmup else None)
+    with profile() as prof:
+        for _ in range(profiled):
+            step(None)
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    ops = [{"operator": e.key, "ms_per_step": e.self_cpu_time_total / 1e3 / profiled,
+            "share": e.self_cpu_time_total / total, "calls_per_step": e.count / profiled}
+           for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:12]]
+    rows = [{"part": part, "ms": 1e3 * statistics.median(t[i] for t in times)} for i, part in enumerate(PARTS)]
+    facts = {"batch": tuple(next(batches)["gt"].shape), "threads": torch.get_num_threads(), "clip": clip}
+    rows.append({"part": "step (sum of the medians)", "ms": sum(r["ms"] for r in rows), **facts})
+    return rows, ops
+
+
+def write_breakdown(args, rows: list[dict], ops: list[dict]) -> None:
+    from benchmarks.diffuir_speed import cpu_model
+
+    facts = rows[-1]
+    out = Path(str(args.out) + "_breakdown.md")
+    lines = [f"# Where one training process's step goes: {args.experiment} (`python -m benchmarks.train_speed "
+             "--breakdown`)", "",
+             f"Machine: {cpu_model()}, {os.cpu_count()} cores, {facts['threads']} torch thread(s), batch "
+             f"{'×'.join(map(str, facts['batch']))} per process, {time.strftime('%Y-%m-%d %H:%M')}, load "
+             f"{os.getloadavg()[0]:.2f}. Medians over {args.steps} steps after {args.warmup} warm-up; Lightning's "
+             "hooks, logging and DDP's all-reduce are not included.", "",
+             "| part | ms per step | share |", "|---|---:|---:|"]
+    lines += [f"| {r['part']} | {r['ms']:.1f} | {r['ms'] / facts['ms']:.0%} |" for r in rows]
+    lines += ["", "Operators with the most self CPU time (torch.profiler, 5 more steps):", "",
+              "| operator | ms per step | share | calls per step |", "|---|---:|---:|---:|"]
+    lines += [f"| `{o['operator']}` | {o['ms_per_step']:.1f} | {o['share']:.0%} | {o['calls_per_step']:.0f} |"
+              for o in ops]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def report(args, rows: list, per_round: list[dict]) -> None:

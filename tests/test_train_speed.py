@@ -44,3 +44,12 @@ def test_before_names_an_unknown_commit(tmp_path):
     _head()
     with pytest.raises(SystemExit, match="git worktree add failed"):
         train_speed.add_before("0" * 40, tmp_path, 8)
+
+
+def test_breakdown_times_every_part_of_a_demo_step(tmp_path):
+    """--breakdown: the demo's own data, model and optimizer; every part timed, the top operators."""
+    assert train_speed.main(["--breakdown", "--steps", "2", "--warmup", "1", "--out", str(tmp_path / "t")]) == 0
+    md = (tmp_path / "t_breakdown.md").read_text()
+    for part in train_speed.PARTS:
+        assert f"| {part} | " in md
+    assert "batch 4×3×64×64 per process" in md and "1 torch thread(s)" in md and "| `aten::" in md
