@@ -262,7 +262,7 @@ def overlap_agreement(ckpt: Path, overlaps: list[int], shape: tuple[int, int], t
         start = time.perf_counter()
         out = restorer.restore(img)
         seconds = time.perf_counter() - start
-        tiles, (th, tw) = restorer.plan(*shape, restorer.multiple, tile, overlap)
+        tiles, (th, tw) = tile_plan(*shape, restorer.multiple, tile, overlap)
         rows.append({"overlap": overlap, "tiles": tiles, "tile_shape": f"{th}x{tw}",
                      "computed_per_pixel": round(tiles * th * tw / (shape[0] * shape[1]), 3),
                      "seconds": round(seconds, 1), "psnr_vs_untiled": round(psnr(out, ref), 2),
@@ -312,6 +312,7 @@ def cache_summary(rows: list[dict]) -> list[str]:
     out = []
     for (model, mp, precision, code), by in groups.items():
         cold = by.get("cold", {})
+        c = list(cold.values())
         parts = []
         for state in ("installed", "warm"):
             other = by.get(state, {})
@@ -319,7 +320,7 @@ def cache_summary(rows: list[dict]) -> list[str]:
             if not both:
                 continue
             ratios = [cold[i] / other[i] for i in both]
-            c, w = list(cold.values()), list(other.values())
+            w = list(other.values())
             parts.append(f"{state} {statistics.median(w):.1f} s [{min(w):.1f}–{max(w):.1f}], "
                          f"{statistics.median(ratios):.2f}× faster ({min(ratios):.2f}–{max(ratios):.2f}, "
                          f"{len(both)} rounds)")

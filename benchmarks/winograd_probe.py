@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.diffuir_speed import cpu_model
+from benchmarks.engines import alternate
 
 B_T = torch.tensor([[1.0, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=torch.float64)
 G = torch.tensor([[1.0, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=torch.float64)
@@ -73,16 +74,6 @@ def swap_convs(net: nn.Module, min_channels: int) -> int:
     return swapped
 
 
-def _alternate(calls: dict, rounds: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    for r in range(rounds):
-        for k in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
-            t0 = time.perf_counter()
-            calls[k]()
-            times[k].append(time.perf_counter() - t0)
-    return times
-
-
 def _summary(times: dict[str, list[float]], reference: str) -> dict[str, tuple[float, float]]:
     """name → (median seconds, median of the per-round ratios reference / name)."""
     return {k: (float(np.median(v)), float(np.median([a / b for a, b in zip(times[reference], v)])))
@@ -109,7 +100,7 @@ def probe_layers(shapes: list[tuple[int, int, int]], threads: int, rounds: int) 
                 diffs[name] = float(np.abs(out - conv(x).numpy()).max())
         feed = {"x": x.numpy()}
         calls = {k: (lambda r=r, f=feed: r.infer(f)) for k, r in requests.items()}
-        summary = _summary(_alternate(calls, rounds), "direct")
+        summary = _summary(alternate(calls, rounds), "direct")
         rows.append({"what": f"conv {c_in}→{c_out} at {side}²", "direct_ms": summary["direct"][0] * 1e3,
                      "winograd_ms": summary["winograd"][0] * 1e3, "speedup": summary["winograd"][1],
                      "max_abs_diff": diffs["winograd"]})
@@ -132,7 +123,7 @@ def probe_network(size: str, side: int, thresholds: list[int], threads: int, rou
         swapped[name] = 0 if threshold is None else swap_convs(forms, threshold)
         engines[name] = OpenVinoEngine(forms, threads=threads, model=export_onnx(forms, inference_forms=False))
         diffs[name] = float((engines[name](x, t) - reference).abs().max())
-    summary = _summary(_alternate({k: (lambda e=e: e(x, t)) for k, e in engines.items()}, rounds), "engine's graph")
+    summary = _summary(alternate({k: (lambda e=e: e(x, t)) for k, e in engines.items()}, rounds), "engine's graph")
     return [{"what": f"DiffUIR-{size} forward at {side}², {k} ({swapped[k]} convolutions)",
              "direct_ms": summary["engine's graph"][0] * 1e3, "winograd_ms": summary[k][0] * 1e3,
              "speedup": summary[k][1], "max_abs_diff": diffs[k]} for k in engines if swapped[k]]

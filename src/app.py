@@ -679,13 +679,14 @@ HELP = {
 
 
 def build_app(cache: ModelCache, work_dir: Path, max_pixels: int | None = None, tile_default: int = 512,
-              overlap_default: int = 32, queue: JobQueue | None = None):
+              overlap_default: int | None = None, queue: JobQueue | None = None):
     """The Gradio Blocks of the app (not launched); jobs go through ``queue`` (a new :class:`JobQueue` if None)."""
     import gradio as gr
 
-    from src.inference import Restorer
+    from src.inference import DEFAULT_OVERLAP, Restorer
     from src.utils.images import ImageReadError, probe_image
 
+    overlap_default = DEFAULT_OVERLAP if overlap_default is None else overlap_default
     slider_cls = getattr(gr, "ImageSlider", None)
     queue = queue if queue is not None else JobQueue()
     runs = {"n": 0}
