@@ -79,12 +79,13 @@ eval: setup  ## evaluate CKPT (default: the newest `make demo` checkpoint, train
 	$(ENV) $(PY) -m src.eval $(or $(ARGS),experiment=diffuir_t_demo) ckpt_path=$$ckpt
 
 OFFICIAL ?= /work/official_diffuir
-bench: setup  ## side-by-side sampler timings (official code if OFFICIAL=path exists, engines), whole photos (1/4/12 MP) + params/MACs/memory -> experiments/bench/
+bench: setup  ## side-by-side sampler timings (official code if OFFICIAL=path exists, engines), the fp32 ceiling, whole photos (1/4/12 MP) + params/MACs/memory -> experiments/bench/
 	$(ENV) $(PY) -m benchmarks.engines --threads $(THREADS) --sizes T S B L --res 256 --rounds 3 \
 	  $(if $(wildcard $(OFFICIAL)/src/model.py),--official $(OFFICIAL)) --out experiments/bench/engines_256 $(ARGS)
 	$(ENV) $(PY) -m benchmarks.engines --threads $(THREADS) --sizes T S B L --res 512 --rounds 3 --detail-sizes \
 	  $(if $(wildcard $(OFFICIAL)/src/model.py),--official $(OFFICIAL)) --out experiments/bench/engines_512 $(ARGS)
 	$(ENV) $(PY) -m benchmarks.engines --threads $(THREADS) --profile --sizes L --res 256 --out experiments/bench/engines
+	$(if $(wildcard $(OFFICIAL)/src/model.py),$(ENV) $(PY) -m benchmarks.fp32_ceiling --threads $(THREADS) --official $(OFFICIAL),@echo "fp32_ceiling skipped: no official checkout at $(OFFICIAL)")
 	$(ENV) $(PY) -m benchmarks.torch_compile_cpu --threads $(THREADS)
 	$(ENV) $(PY) -m benchmarks.photo_speed --threads $(THREADS) --sizes T L --mp 1 4 12 --precision auto 32
 	$(ENV) $(PY) -m benchmarks.diffuir_speed --threads $(THREADS) --compare-uncached

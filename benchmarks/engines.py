@@ -123,10 +123,9 @@ def _version(package: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- one comparison
-def compare(size: str, res: int, contenders: list[str], official: Path | None, rounds: int, seed: int = 0,
-            log=print) -> list[dict]:
-    """One group: every contender on DiffUIR-``size`` at ``res``², timed in alternation; a row per contender."""
-    load_before = os.getloadavg()[0]
+def build_group(size: str, res: int, contenders: list[str], official: Path | None, seed: int = 0):
+    """The contenders of one group on DiffUIR-``size`` at ``res``² (random weights from ``seed``, one input, one
+    start noise): ``(fns, setup_s, exact, net)``, ``fns[name]()`` restoring the image to [0, 1]."""
     torch.manual_seed(seed)
     net = DiffUIRUNet.from_size(size).eval()
     diffusion = ResidualDiffusion(sampling_steps=3)
@@ -164,6 +163,14 @@ def compare(size: str, res: int, contenders: list[str], official: Path | None, r
             fns[name] = suite(engine)
             exact[name] = engine.exact
         setup[name] = time.perf_counter() - start
+    return fns, setup, exact, net
+
+
+def compare(size: str, res: int, contenders: list[str], official: Path | None, rounds: int, seed: int = 0,
+            log=print) -> list[dict]:
+    """One group: every contender on DiffUIR-``size`` at ``res``², timed in alternation; a row per contender."""
+    load_before = os.getloadavg()[0]
+    fns, setup, exact, _ = build_group(size, res, contenders, official, seed)
     outputs = {name: fn() for name, fn in fns.items()}  # also the warm-up (OpenVINO compiles the shape here)
     log(f"  DiffUIR-{size} {res}²: {len(fns)} contenders warmed up, timing {rounds} alternating rounds ...")
     times = alternate(fns, rounds, warmup=0)

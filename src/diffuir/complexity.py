@@ -32,6 +32,15 @@ def forward_macs(net: DiffUIRUNet, height: int = 256, width: int = 256) -> int:
     return counter.get_total_flops() // 2
 
 
+@torch.no_grad()
+def forward_macs_by_op(net: DiffUIRUNet, height: int = 256, width: int = 256) -> dict[str, int]:
+    """Multiply-adds of one forward pass on a 1×C×H×W input per ATen op (``"convolution"``, ``"bmm"``, ...)."""
+    x = torch.zeros(1, net.in_channels, height, width)
+    with FlopCounterMode(display=False) as counter:
+        net(x, torch.zeros(1))
+    return {str(op).removeprefix("aten."): flops // 2 for op, flops in counter.get_flop_counts()["Global"].items()}
+
+
 def complexity_table(size: int = 256, steps: int = 3) -> list[dict]:
     rows = []
     for name in SIZES:
