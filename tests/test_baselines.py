@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from src.baselines import BASELINES, baseline_scores, baselines_for, best_baseline, run_baselines, skipped_notes
+from src.baselines.auto_levels import auto_levels
 from src.baselines.bm3d_denoise import bm3d_available, bm3d_denoise
 from src.baselines.clahe import clahe
 from src.baselines.dark_channel import atmospheric_light, dark_channel, dehaze, transmission
@@ -64,6 +65,27 @@ def test_gamma_maps_the_mean_to_045():
     assert gamma_to_mean(bright).mean() == pytest.approx(0.45, abs=1e-3)
 
 
+def test_auto_levels_stretches_each_channel_to_full_range():
+    """A dull, tinted copy of an image (each channel squeezed into its own narrow band) comes back to the
+    original's per-channel range; clipped quantiles go to 0 and 1; a flat channel is left alone."""
+    img = smooth_image()
+    lo, hi = img.min(axis=(0, 1)), img.max(axis=(0, 1))
+    full = (img - lo) / (hi - lo)  # each channel spans [0, 1]
+    dull = (0.3 + 0.2 * full * np.array([1.0, 0.8, 0.6], np.float32)).astype(np.float32)
+    out = auto_levels(dull, clip=0.0)
+    assert out.dtype == np.float32 and np.abs(out - full).max() < 1e-4
+    noise = np.random.default_rng(0).uniform(0.2, 0.6, (64, 64, 3)).astype(np.float32)  # no tied values
+    clipped = auto_levels(noise, clip=0.05)
+    for c in range(3):
+        ch = clipped[..., c]
+        assert 0.04 <= float((ch == 0).mean()) <= 0.06 and 0.04 <= float((ch == 1).mean()) <= 0.06
+    flat = dull.copy()
+    flat[..., 1] = 0.4
+    assert np.allclose(auto_levels(flat)[..., 1], 0.4)
+    with pytest.raises(ValueError, match="clip"):
+        auto_levels(dull, clip=0.5)
+
+
 def test_clahe_stays_in_range_and_raises_local_contrast():
     flat = (0.4 + 0.05 * smooth_image()).astype(np.float32)
     out = clahe(flat)
@@ -111,7 +133,8 @@ def test_median_removes_isolated_streak_pixels():
 def test_registry_covers_every_task_and_names_settings():
     assert set(BASELINES) == set(TASKS)
     assert baselines_for("blur") == [] and baselines_for("raindrop") == []
-    assert {b.key for b in baselines_for("low_light")} == {"gamma", "clahe"}
+    assert {b.key for b in baselines_for("low_light")} == {"gamma", "clahe", "levels"}
+    assert {b.key for b in baselines_for("haze")} == {"dcp", "levels"}
     nlm = next(b for b in BASELINES["noise"] if b.key == "nlm")
     assert nlm.label(50.0).startswith("NLM (σ known=50,") and "σ estimated" in nlm.label(None)
     bm3d = next(b for b in BASELINES["noise"] if b.key == "bm3d")

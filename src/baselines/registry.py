@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from src.baselines.auto_levels import auto_levels
 from src.baselines.bm3d_denoise import INSTALL_HINT, bm3d_available, bm3d_denoise
 from src.baselines.clahe import clahe
 from src.baselines.dark_channel import dehaze
@@ -67,9 +68,11 @@ BASELINES: dict[str, tuple[Baseline, ...]] = {
     "low_light": (
         Baseline("gamma", "gamma", f"to mean {TARGET_MEAN:g}", lambda x, s: gamma_to_mean(x)),
         Baseline("clahe", "CLAHE", "L of Lab, clip 2, 8×8 tiles", lambda x, s: clahe(x)),
+        Baseline("levels", "auto levels", "per channel, 2 % clipped", lambda x, s: auto_levels(x, 0.02)),
     ),
     "haze": (Baseline("dcp", "dark channel prior", "15² patch, ω=0.85, t0=0.1, guided r=15, ε=0.01",
-                      lambda x, s: dehaze(x, patch=15, omega=0.85, radius=15, eps=0.01)),),
+                      lambda x, s: dehaze(x, patch=15, omega=0.85, radius=15, eps=0.01)),
+             Baseline("levels", "auto levels", "per channel, 0.1 % clipped", lambda x, s: auto_levels(x, 0.001))),
     "rain": _STREAKS,
     "snow": _STREAKS,
     "jpeg": (Baseline("deblock", "guided filter deblocking", "self-guided, r=2, ε=0.003",
