@@ -155,6 +155,25 @@ def test_best_baseline_is_the_highest_psnr_of_the_task():
     assert baseline_scores("blur", lq, gt) == {}
 
 
+
+def test_blind_too_adds_each_sigma_baseline_with_sigma_estimated(noisy):
+    gt, lq = noisy
+    known = run_baselines("noise", lq, gt, sigma=25.0)
+    both = run_baselines("noise", lq, gt, sigma=25.0, blind_too=True)
+    keys = [r.key for r in known]
+    assert [r.key for r in both] == [k for key in keys for k in (key, f"{key}_est")]
+    by_key = {r.key: r for r in both}
+    for r in known:  # the known-σ runs are unchanged, the blind ones use the estimate (BM3D varies in ~1e-4 dB)
+        assert by_key[r.key].psnr == pytest.approx(r.psnr, abs=0.01) and by_key[r.key].label == r.label
+        blind = next(b for b in BASELINES["noise"] if b.key == r.key)(lq, None)
+        assert "σ estimated" in by_key[f"{r.key}_est"].label and "known" not in by_key[f"{r.key}_est"].label
+        assert np.abs(by_key[f"{r.key}_est"].out - blind).max() < 1e-3
+        assert by_key[f"{r.key}_est"].psnr > psnr(lq, gt) + 3.0  # a real denoising, not the input
+    # without a known σ, or for a task without σ, nothing is added
+    assert [r.key for r in run_baselines("noise", lq, gt, blind_too=True)] == [r.key for r in run_baselines("noise", lq, gt)]
+    assert [r.key for r in run_baselines("low_light", lq, gt, 25.0, blind_too=True)] == ["gamma", "clahe", "levels"]
+
+
 @pytest.fixture
 def no_bm3d(monkeypatch):
     """``import bm3d`` fails (as without the [baselines] extra) in the test using this fixture only."""

@@ -13,6 +13,7 @@ import pytest
 from benchmarks import unseen_photos
 from src.baselines.gamma import gamma_to_mean
 from src.baselines.nlm import nlm_denoise
+from src.baselines.noise_level import estimate_noise_sigma
 from src.data.builtin import HELDOUT_IMAGES, TRAIN_IMAGES, load_builtin_image
 from src.data.degradations import degrade
 from src.metrics.fidelity import psnr
@@ -63,7 +64,11 @@ def test_table_covers_every_photo_and_task_row_beside_the_baselines(two_task_ckp
         row = next(r for r in per_image if r["photo"] == name and r["task"] == "noise σ50")
         assert float(row["psnr_in"]) == pytest.approx(psnr(lq, gt), abs=1e-6)
         assert float(row["psnr_nlm"]) == pytest.approx(psnr(nlm_denoise(lq, 50.0), gt), abs=1e-6)
-        assert row["baseline"].startswith("NLM (σ known=50")
+        assert float(row["psnr_nlm_est"]) == pytest.approx(psnr(nlm_denoise(lq, estimate_noise_sigma(lq)), gt),
+                                                           abs=1e-6)
+        known = float(row["psnr_nlm"]) >= float(row["psnr_nlm_est"])  # the best: NLM told σ or NLM blind
+        assert float(row["psnr_base"]) == max(float(row["psnr_nlm"]), float(row["psnr_nlm_est"]))
+        assert row["baseline"].startswith("NLM (σ known=50" if known else "NLM (σ estimated")
         assert float(row["gain_db"]) == pytest.approx(float(row["psnr_out"]) - float(row["psnr_in"]), abs=1e-9)
         assert float(row["gap_db"]) == pytest.approx(float(row["psnr_out"]) - float(row["psnr_base"]), abs=1e-9)
         dark = next(r for r in per_image if r["photo"] == name and r["task"] == "low_light")
@@ -74,6 +79,7 @@ def test_table_covers_every_photo_and_task_row_beside_the_baselines(two_task_ckp
         assert (tmp_path / f"grid_{name}.png").stat().st_size > 0
     md = (tmp_path / "unseen_photos.md").read_text()
     assert "model − baseline (dB)" in md and "| noise σ15 | NLM (σ known=15," in md
+    assert "| noise σ15 | NLM (σ estimated," in md
     assert "BM3D skipped" in md and "pip install -e .[baselines]" in md
     out = capsys.readouterr().out
     assert "| all |" in out.replace("  ", " ") and "pip install -e .[baselines]" in out

@@ -115,12 +115,19 @@ class BaselineResult:
     ssim: float
 
 
-def run_baselines(task: str, lq: np.ndarray, gt: np.ndarray, sigma: float | None = None) -> list[BaselineResult]:
-    """Every available baseline of ``task`` on ``lq`` (H×W×3 float in [0, 1]), scored against ``gt`` on Y."""
+def run_baselines(task: str, lq: np.ndarray, gt: np.ndarray, sigma: float | None = None,
+                  blind_too: bool = False) -> list[BaselineResult]:
+    """Every available baseline of ``task`` on ``lq`` (H×W×3 float in [0, 1]), scored against ``gt`` on Y.
+
+    ``blind_too``: with a known ``sigma``, also run each σ-using baseline with σ estimated (key ``<key>_est``):
+    what a user who does not know σ gets, the fair match for a blind model."""
     results = []
     for b in baselines_for(task):
-        out = b(lq, sigma)
-        results.append(BaselineResult(b.key, b.label(sigma), out, psnr(out, gt), ssim(out, gt)))
+        runs = [(b.key, sigma)] + ([(f"{b.key}_est", None)] if blind_too and b.uses_sigma and sigma is not None
+                                   else [])
+        for key, s in runs:
+            out = b(lq, s)
+            results.append(BaselineResult(key, b.label(s), out, psnr(out, gt), ssim(out, gt)))
     return results
 
 
