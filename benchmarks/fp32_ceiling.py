@@ -39,9 +39,9 @@ from src.utils.csv_cells import write_rows
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "experiments" / "bench" / "fp32_ceiling"
 COLUMNS = ("run", "cpu", "cores", "threads", "mhz", "size", "res", "rounds", "conv_gmacs", "all_gmacs",
-           "official_s", "engine", "engine_s", "gemm_n", "peak_gmacs_per_s", "engine_conv_share_of_peak", "official_gmacs_per_s",
-           "engine_gmacs_per_s", "speedup", "speedup_q1", "speedup_q3", "ceiling", "ceiling_q1", "ceiling_q3",
-           "target", "target_needs_gmacs_per_s", "load_before", "load_after")
+           "official_s", "engine", "engine_s", "gemm_n", "peak_gmacs_per_s", "engine_conv_share_of_peak",
+           "official_gmacs_per_s", "engine_gmacs_per_s", "speedup", "speedup_q1", "speedup_q3", "ceiling",
+           "ceiling_q1", "ceiling_q3", "target", "target_needs_gmacs_per_s", "load_before", "load_after")
 
 
 def gemm(n: int):

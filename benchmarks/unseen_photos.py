@@ -11,11 +11,12 @@ matplotlib's portrait of Grace Hopper, scikit-learn's two sample photos (a Chine
 scikit-image's photo of a road sign (``text``, grayscale) and scikit-image's three held-out photos
 (:data:`~src.data.builtin.HELDOUT_IMAGES`: a cat, a motorcycle, a cameraman). Each is centre-cropped to ``--size``
 and degraded once per task the checkpoint was trained on, seeded: Gaussian noise at each of ``--sigmas`` (15, 25,
-50: one row each, ``noise σ25``; the baselines run told σ and, as the blind model is, with σ estimated), JPEG at quality 10, the other tasks at their default
-parameters. Writes ``unseen_photos.csv`` (per image, a column per baseline), ``unseen_photos_summary.csv`` / ``.md``
-(per task; the Markdown adds a table of every baseline) and one labelled grid per photo (``grid_<photo>.png``: a row
-per task, LQ | best baseline | restored | GT with PSNR/SSIM; the baseline tile repeats the LQ where the task has no
-baseline) to ``--out``. BM3D needs ``pip install -e .[baselines]``; without it its column is skipped with a note.
+50: one row each, ``noise σ25``; the baselines run told σ and, as the blind model is, with σ estimated), JPEG at
+quality 10, the other tasks at their default parameters. Writes ``unseen_photos.csv`` (per image, a column per
+baseline), ``unseen_photos_summary.csv`` / ``.md`` (per task; the Markdown adds a table of every baseline) and one
+labelled grid per photo (``grid_<photo>.png``: a row per task, LQ | best baseline | restored | GT with PSNR/SSIM; the
+baseline tile repeats the LQ where the task has no baseline) to ``--out``. BM3D needs ``pip install -e .[baselines]``;
+without it its column is skipped with a note.
 """
 
 from __future__ import annotations
@@ -161,7 +162,8 @@ def evaluate(ckpt: str, out_dir: Path, size: int = 256, seed: int = 0, tasks: li
     notes = all_skipped_notes(tasks)
     (out_dir / "unseen_photos.md").write_text(
         f"# Unseen photos: {ckpt}\n\nPSNR/SSIM on Y, {size}² centre crops of {len(photos)} photos "
-        f"({', '.join(photos)}), seed {seed}; the noise baselines run with σ known and with σ estimated (the model is blind)"
+        f"({', '.join(photos)}), seed {seed}; the noise baselines run with σ known and with σ estimated "
+        "(the model is blind)"
         + (f"; the model with ×{ensemble} self-ensemble" if ensemble > 1 else "") + "\n\n"
         + to_markdown(summary) + "\n## Every baseline\n\n" + baseline_markdown(baseline_table(rows))
         + "".join(f"\n{n}\n" for n in notes))

@@ -123,8 +123,9 @@ def run_baselines(task: str, lq: np.ndarray, gt: np.ndarray, sigma: float | None
     what a user who does not know σ gets, the fair match for a blind model."""
     results = []
     for b in baselines_for(task):
-        runs = [(b.key, sigma)] + ([(f"{b.key}_est", None)] if blind_too and b.uses_sigma and sigma is not None
-                                   else [])
+        runs = [(b.key, sigma)]
+        if blind_too and b.uses_sigma and sigma is not None:
+            runs.append((f"{b.key}_est", None))  # None: the baseline estimates σ itself
         for key, s in runs:
             out = b(lq, s)
             results.append(BaselineResult(key, b.label(s), out, psnr(out, gt), ssim(out, gt)))
